@@ -1,0 +1,38 @@
+"""Layer 1: the bilevel engine (`argmin` with selectable hypergradients).
+
+No data-assimilation knowledge: usable for any objective ``fn(x, args)``.
+"""
+
+from ._argmin import argmin as argmin
+from ._hvp import (
+    AbstractHVP as AbstractHVP,
+    AutodiffHVP as AutodiffHVP,
+    FiniteDifferenceHVP as FiniteDifferenceHVP,
+)
+from ._hypergradients._base import AbstractHypergradient as AbstractHypergradient
+from ._hypergradients._finite_difference import FiniteDifference as FiniteDifference
+from ._hypergradients._forward_mode import ForwardMode as ForwardMode
+from ._hypergradients._implicit import (
+    Implicit as Implicit,
+    LinearSolveInfo as LinearSolveInfo,
+)
+from ._hypergradients._truncated import Truncated as Truncated
+from ._hypergradients._unrolled import Unrolled as Unrolled
+from ._neumann import Neumann as Neumann
+from ._outer_state import (
+    HypergradInfo as HypergradInfo,
+    OuterState as OuterState,
+    value_and_hypergrad as value_and_hypergrad,
+)
+from ._preconditioners import (
+    AbstractPreconditioner as AbstractPreconditioner,
+    LBFGSPreconditioner as LBFGSPreconditioner,
+    NoPreconditioner as NoPreconditioner,
+    OperatorPreconditioner as OperatorPreconditioner,
+)
+from ._solution import Solution as Solution, Stats as Stats
+from ._solvers._base import (
+    AbstractInnerSolver as AbstractInnerSolver,
+    InnerState as InnerState,
+)
+from ._solvers._gradient_descent import GradientDescent as GradientDescent

@@ -1,0 +1,34 @@
+"""The hypergradient interface: how `argmin` makes its minimiser differentiable."""
+
+import abc
+
+import equinox as eqx
+
+from ..._custom_types import Args, IntScalar, Objective, X
+from .._solvers._base import AbstractInnerSolver, InnerState
+
+
+class AbstractHypergradient(eqx.Module):
+    """A way to differentiate ``x*(args) = argmin_x fn(x, args)`` w.r.t. ``args``.
+
+    A strategy runs the inner solver and returns the minimiser such that JAX's
+    autodiff (`jax.grad`, or `jax.jvp`/`jax.jacfwd` for `ForwardMode`) of anything
+    computed from it gives the hypergradient by that strategy.
+    """
+
+    @abc.abstractmethod
+    def solve(
+        self,
+        fn: Objective,
+        solver: AbstractInnerSolver,
+        x0: X,
+        args: Args,
+        *,
+        throw: bool,
+    ) -> tuple[X, InnerState, IntScalar]:
+        """Run the inner solve; return the differentiable minimiser, the final solver
+        state (its arrays carry no derivative) and the number of steps taken."""
+
+    def check_compatible(self, solver: AbstractInnerSolver) -> None:
+        """Raise a `ValueError` naming both objects if this pair cannot work."""
+        del solver

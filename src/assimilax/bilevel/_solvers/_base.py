@@ -1,0 +1,115 @@
+"""The inner-solver interface shared by every solver and every hypergradient strategy.
+
+A solver is an iteration ``(x, state) -> (x, state)``. Every hypergradient strategy is
+written against `init`/`step`/`converged` only, which is what lets any strategy run
+with any solver (where the mathematics allows it; see `AbstractInnerSolver`).
+"""
+
+import abc
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, PyTree
+
+from ..._custom_types import Args, BoolScalar, Objective, Scalar, X
+
+
+class InnerState(eqx.Module):
+    """State of an inner solver at the current iterate ``x``.
+
+    **Fields:**
+
+    - `value`: the objective `fn(x, args)` (scalar).
+    - `grad`: its gradient w.r.t. ``x`` (same pytree as ``x``).
+    - `residual`: the convergence measure at ``x`` (scalar; the gradient norm for
+      smooth solvers, the fixed-point residual for proximal ones).
+    - `residual0`: the same measure at ``x0``; the test is
+      ``residual <= atol + rtol * residual0``.
+    - `extra`: solver-specific state (optimiser moments, L-BFGS memory, dual variable).
+    """
+
+    value: Scalar
+    grad: X
+    residual: Scalar
+    residual0: Scalar
+    extra: PyTree[Any]
+
+
+def tree_norm(tree: PyTree[Array]) -> Scalar:
+    """Euclidean norm of all leaves of a pytree taken together."""
+    leaves = jtu.tree_leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+def tree_vdot(a: PyTree[Array], b: PyTree[Array]) -> Scalar:
+    """Inner product of two pytrees of the same structure."""
+    return sum(jnp.sum(u * v) for u, v in zip(jtu.tree_leaves(a), jtu.tree_leaves(b)))
+
+
+def value_and_grad(fn: Objective, x: X, args: Args) -> tuple[Scalar, X]:
+    """`fn(x, args)` and its gradient w.r.t. ``x``."""
+    return jax.value_and_grad(fn)(x, args)
+
+
+class AbstractInnerSolver(eqx.Module):
+    """An iterative minimiser of ``fn(x, args)`` over ``x``.
+
+    Concrete solvers implement `init` and `step`; `converged` and `optimality` have
+    defaults. Solvers are frozen Equinox modules: their options are fields.
+
+    **Class attributes a solver may override:**
+
+    - `reverse_differentiable`: `False` when reverse-mode autodiff through `step`
+      does not give the derivative of the iteration (e.g. a step with a dynamic
+      line search inside a `while_loop`). `Unrolled` and `Truncated` refuse such
+      solvers.
+    - `optimality_is_gradient`: `True` when the solution satisfies
+      ``grad_x fn(x, args) = 0`` (then the implicit hypergradient solves with the
+      symmetric Hessian). Proximal solvers set `False` and define `optimality`
+      as the fixed-point residual ``x - T(x, args)``.
+    """
+
+    max_steps: eqx.AbstractVar[int]
+    rtol: eqx.AbstractVar[float]
+    atol: eqx.AbstractVar[float]
+
+    reverse_differentiable: ClassVar[bool] = True
+    optimality_is_gradient: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def init(self, fn: Objective, x: X, args: Args) -> InnerState:
+        """The state at the initial iterate ``x`` (evaluates `fn` and its gradient)."""
+
+    @abc.abstractmethod
+    def step(
+        self, fn: Objective, x: X, args: Args, state: InnerState
+    ) -> tuple[X, InnerState]:
+        """One iteration: the next iterate and the state at it."""
+
+    def converged(self, state: InnerState) -> BoolScalar:
+        """Convergence test ``residual <= atol + rtol * residual0``."""
+        return state.residual <= self.atol + self.rtol * state.residual0
+
+    def optimality(self, fn: Objective, x: X, args: Args) -> X:
+        """The function ``F(x, args)`` that vanishes at the solution (same tree as x).
+
+        Smooth solvers: the gradient of `fn`. The implicit hypergradient
+        differentiates this condition (implicit function theorem).
+        """
+        return jax.grad(fn)(x, args)
+
+    def refresh(self, fn: Objective, x: X, args: Args, state: InnerState) -> InnerState:
+        """Re-evaluate `fn` and its gradient at ``x`` with (possibly live) ``args``.
+
+        `Truncated` calls this so that the differentiated tail of the iteration sees
+        the parameters, while solver-specific memory in `extra` is kept as it is.
+        """
+        value, grad = value_and_grad(fn, x, args)
+        return InnerState(value, grad, state.residual, state.residual0, state.extra)
+
+    def check_objective(self, fn: Objective, x0: X, args: Args) -> None:
+        """Eager, trace-time checks of what this solver needs from `fn` (override)."""
+        del fn, x0, args
