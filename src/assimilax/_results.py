@@ -1,19 +1,19 @@
-"""Result codes of an `argmin` solve: failure is data, turned into an error on request."""
+"""Result codes of an `argmin` solve: failure is data, an error on request."""
 
 import optimistix as optx
 
 
 class RESULTS(optx.RESULTS):  # pyright: ignore
-    """Outcome of an inner solve (extends `optimistix.RESULTS`, itself `lineax.RESULTS`).
+    """Outcome of an inner solve (extends `optimistix.RESULTS` and `lineax.RESULTS`).
 
     Use `RESULTS[sol.result]` for the message of a result code.
     """
 
     inner_max_steps = (
         "The inner solver reached `max_steps` before its convergence test held "
-        "(gradient or fixed-point residual <= atol + rtol * initial residual). Increase "
-        "the solver's `max_steps`, loosen `rtol`/`atol`, or pass `throw=False` and "
-        "inspect `sol.stats`."
+        "(gradient or fixed-point residual <= atol + rtol * initial residual). "
+        "Increase the solver's `max_steps`, loosen `rtol`/`atol`, or pass "
+        "`throw=False` and inspect `sol.stats`."
     )
     inner_nonfinite = (
         "The inner solve produced NaN or inf (in the iterate or the objective). Check "

@@ -12,6 +12,9 @@ from ._hvp import (
 from ._hypergradients._base import AbstractHypergradient as AbstractHypergradient
 from ._hypergradients._finite_difference import FiniteDifference as FiniteDifference
 from ._hypergradients._forward_mode import ForwardMode as ForwardMode
+from ._hypergradients._gradient_flow_adjoint import (
+    GradientFlowAdjoint as GradientFlowAdjoint,
+)
 from ._hypergradients._implicit import (
     Implicit as Implicit,
     LinearSolveInfo as LinearSolveInfo,
@@ -35,4 +38,19 @@ from ._solvers._base import (
     AbstractInnerSolver as AbstractInnerSolver,
     InnerState as InnerState,
 )
+from ._solvers._gauss_newton import GaussNewton as GaussNewton
 from ._solvers._gradient_descent import GradientDescent as GradientDescent
+from ._solvers._gradient_flow import GradientFlow as GradientFlow
+from ._solvers._lbfgs import LBFGS as LBFGS
+from ._solvers._optax import OptaxSolver as OptaxSolver
+from ._solvers._primal_dual import PrimalDual as PrimalDual
+from ._solvers._prox import (
+    AbstractProx as AbstractProx,
+    Box as Box,
+    L1 as L1,
+    L2Ball as L2Ball,
+    NonNegative as NonNegative,
+    TotalVariation1D as TotalVariation1D,
+    Zero as Zero,
+)
+from ._solvers._proximal import ProximalGradient as ProximalGradient

@@ -32,12 +32,18 @@ class OuterState(eqx.Module):
     """What one outer step hands to the next.
 
     - `x`: the last inner solution (the next inner solve starts there).
-    - `adjoint`: the last adjoint vector ``w`` of `Implicit` (the next backward
-      solve starts there when ``warm_start=True``), or `None`.
+    - `adjoints`: the last adjoint vectors ``w`` of `Implicit`, newest first
+      (``Implicit.warm_start_memory`` of them, zeros until filled); the next
+      backward solve starts from their best combination when ``warm_start=True``.
+      Empty for other strategies.
+    - `reference_residual`: the inner solver's residual at the first (cold) start.
+      Warm-started solves test convergence against it, not against the (already
+      small) residual at the warm start, which would make ``rtol`` ever stricter.
     """
 
     x: X
-    adjoint: X | None = None
+    adjoints: tuple[X, ...] = ()
+    reference_residual: Scalar | None = None
 
 
 class HypergradInfo(eqx.Module):
@@ -51,6 +57,23 @@ class HypergradInfo(eqx.Module):
     result: RESULTS
     inner: Stats
     linear: LinearSolveInfo | None
+
+
+def _with_reference(solver: AbstractInnerSolver, reference: Scalar | None):
+    """The solver with ``atol + rtol * reference`` as its absolute tolerance.
+
+    ``residual <= atol' + rtol * residual0`` then holds whenever the test against
+    the cold start's residual does, so a warm start never tightens the test.
+    """
+    if reference is None:
+        return solver
+    return eqx.tree_at(lambda s: s.atol, solver, solver.atol + solver.rtol * reference)
+
+
+def _reference(state: OuterState | None, stats: Stats) -> Scalar:
+    if state is not None and state.reference_residual is not None:
+        return state.reference_residual
+    return stats.initial_grad_norm
 
 
 def _add(a, b):
@@ -96,10 +119,11 @@ def value_and_hypergrad(
     check_strategy_pair(solver, hypergradient)
     if state is not None:
         x0 = state.x
+        solver = _with_reference(solver, state.reference_residual)
     if isinstance(hypergradient, Implicit):
         return _implicit(outer_loss, fn, x0, args, solver, hypergradient, state, throw)
     if isinstance(hypergradient, ForwardMode):
-        return _forward(outer_loss, fn, x0, args, solver, hypergradient, throw)
+        return _forward(outer_loss, fn, x0, args, solver, hypergradient, state, throw)
 
     def loss_of(a):
         sol = argmin(fn, x0, a, solver=solver, hypergradient=hypergradient, throw=throw)
@@ -107,7 +131,8 @@ def value_and_hypergrad(
 
     (loss, sol), grads = eqx.filter_value_and_grad(loss_of, has_aux=True)(args)
     x = stop_gradient_tree(sol.value)
-    return loss, grads, OuterState(x=x), HypergradInfo(sol.result, sol.stats, None)
+    new_state = OuterState(x=x, reference_residual=_reference(state, sol.stats))
+    return loss, grads, new_state, HypergradInfo(sol.result, sol.stats, None)
 
 
 def _implicit(outer_loss, fn, x0, args, solver, strategy, state, throw):
@@ -127,11 +152,11 @@ def _implicit(outer_loss, fn, x0, args, solver, strategy, state, throw):
         x,
         is_leaf=lambda g: g is None,
     )
-    y0 = None
-    if strategy.warm_start and state is not None and state.adjoint is not None:
-        y0 = state.adjoint
+    history = ()
+    if strategy.warm_start and state is not None:
+        history = state.adjoints
     (_, args_bar_implicit), w, linear = strategy.backward(
-        solver, (fn, args_frozen), x, inner, x_bar, y0
+        solver, (fn, args_frozen), x, inner, x_bar, history
     )
     grads = _tree_add(args_bar_direct, args_bar_implicit)
     result = RESULTS.where(
@@ -141,10 +166,18 @@ def _implicit(outer_loss, fn, x0, args, solver, strategy, state, throw):
     )
     if throw:
         grads = result.error_if(grads, result != RESULTS.successful)
-    return loss, grads, OuterState(x=x, adjoint=w), HypergradInfo(result, stats, linear)
+    adjoints = ()
+    if strategy.warm_start:
+        # Fixed length (zero-padded) so that the state's structure, and hence the
+        # compiled function, is the same from the second outer step on.
+        zeros = jtu.tree_map(jnp.zeros_like, w)
+        padded = (w, *history, *(zeros,) * strategy.warm_start_memory)
+        adjoints = padded[: strategy.warm_start_memory]
+    new_state = OuterState(x, adjoints, _reference(state, stats))
+    return loss, grads, new_state, HypergradInfo(result, stats, linear)
 
 
-def _forward(outer_loss, fn, x0, args, solver, strategy, throw):
+def _forward(outer_loss, fn, x0, args, solver, strategy, state, throw):
     # Forward mode: one tangent per scalar parameter (vmapped `jvp`), contracted
     # with the outer loss's cotangent. Cheap when `args` has few entries.
     diff, static = eqx.partition(args, eqx.is_inexact_array)
@@ -165,4 +198,5 @@ def _forward(outer_loss, fn, x0, args, solver, strategy, throw):
 
     grad_flat = jax.vmap(directional)(jnp.eye(flat.size, dtype=flat.dtype))
     grads = _tree_add(args_bar_direct, unravel(grad_flat))
-    return loss, grads, OuterState(x=x), HypergradInfo(sol.result, sol.stats, None)
+    new_state = OuterState(x=x, reference_residual=_reference(state, sol.stats))
+    return loss, grads, new_state, HypergradInfo(sol.result, sol.stats, None)

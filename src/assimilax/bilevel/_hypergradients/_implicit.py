@@ -19,7 +19,7 @@ from ..._results import RESULTS
 from .._hvp import AbstractHVP, AutodiffHVP
 from .._iterate import iterate_while, stop_gradient_tree
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
-from .._solvers._base import AbstractInnerSolver, InnerState, tree_norm
+from .._solvers._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot
 from ._base import AbstractHypergradient
 
 
@@ -54,8 +54,15 @@ class Implicit(AbstractHypergradient):
       Also `lx.GMRES`, `lx.BiCGStab` (required for proximal solvers, whose
       fixed-point Jacobian is not symmetric), `Neumann(k)`, or dense `lx.LU()`.
     - `hvp`: `AutodiffHVP()` (default) or `FiniteDifferenceHVP(eps)`.
-    - `warm_start`: start the backward solve from the previous outer step's adjoint
-      vector (used by `value_and_hypergrad`; `jax.grad` keeps no state across calls).
+    - `warm_start`: start the backward solve from the best combination of the
+      previous outer steps' adjoint vectors (used by `value_and_hypergrad`;
+      `jax.grad` keeps no state across calls). See `warm_start_memory`.
+    - `warm_start_memory`: how many previous adjoints to keep (static, >= 1). The
+      initial guess is ``W c`` with ``c = argmin |A W c - x̄|`` over the stored
+      adjoints ``W``: a small Galerkin-type projection costing `warm_start_memory`
+      extra Hessian-vector products. With two or more it extrapolates along the
+      outer trajectory (the error of the guess is second order in the parameter
+      step, against first order for reusing the last adjoint alone).
     - `preconditioner`: `NoPreconditioner()` (default), `OperatorPreconditioner`,
       or `LBFGSPreconditioner()` (reuses the inner L-BFGS memory).
     - `damping`: solve ``(H + damping I) w = x̄`` (regularises near-singular H).
@@ -73,6 +80,7 @@ class Implicit(AbstractHypergradient):
     linear_solver: lx.AbstractLinearSolver = lx.CG(rtol=1e-6, atol=1e-6)
     hvp: AbstractHVP = AutodiffHVP()
     warm_start: bool = eqx.field(static=True, default=True)
+    warm_start_memory: int = eqx.field(static=True, default=4)
     preconditioner: AbstractPreconditioner = NoPreconditioner()
     damping: float = 0.0
 
@@ -87,13 +95,24 @@ class Implicit(AbstractHypergradient):
                 "Implicit(hvp=...) must be AutodiffHVP() or FiniteDifferenceHVP(); "
                 f"got {self.hvp!r}."
             )
+        if self.warm_start_memory < 1:
+            raise ValueError(
+                "Implicit(warm_start_memory=...) must be >= 1, got "
+                f"{self.warm_start_memory}."
+            )
         if isinstance(self.damping, (int, float)) and self.damping < 0:
             raise ValueError(f"Implicit(damping=...) must be >= 0, got {self.damping}.")
 
     def check_compatible(self, solver: AbstractInnerSolver) -> None:
+        name = type(solver).__name__
+        if not solver.implicit_differentiable:
+            raise ValueError(
+                f"Implicit() cannot differentiate {name}: its solution is not "
+                "characterised by a condition on x alone. Use Unrolled(), "
+                "Truncated(k), ForwardMode() or FiniteDifference() with it."
+            )
         if solver.optimality_is_gradient:
             return
-        name = type(solver).__name__
         if isinstance(self.linear_solver, _SYMMETRIC_SOLVERS):
             raise ValueError(
                 f"Implicit(linear_solver={type(self.linear_solver).__name__}) needs a "
@@ -132,13 +151,13 @@ class Implicit(AbstractHypergradient):
         x: X,
         state: InnerState,
         x_bar: X,
-        y0: X | None = None,
+        history: tuple[X, ...] = (),
     ) -> tuple[PyTree, X, LinearSolveInfo]:
         """The hypergradient for cotangent ``x_bar`` at the inner solution ``x``.
 
         **Arguments:** the inner `solver`, ``params = (fn, args)``, the solution
-        ``x`` and solver `state`, the cotangent ``x_bar`` (tree like ``x``), and an
-        optional initial guess ``y0`` of the adjoint (warm start).
+        ``x`` and solver `state`, the cotangent ``x_bar`` (tree like ``x``), and
+        previous adjoint vectors `history` (trees like ``x``) to warm-start from.
 
         **Returns:** ``(params_bar, w, info)``: the gradient w.r.t. ``params``
         (`None` on non-floating leaves), the adjoint vector ``w`` and a
@@ -147,9 +166,10 @@ class Implicit(AbstractHypergradient):
         fn, args = params
         operator, mixed = self._operator_and_mixed(solver, params, x)
         options = {}
-        if y0 is not None:
-            options["y0"] = y0
         preconditioner = self.preconditioner.build(solver, fn, x, args, state)
+        if history:
+            applied = tuple(operator.mv(w) for w in history)
+            options["y0"] = _warm_start_guess(applied, x_bar, history)
         if preconditioner is not None:
             options["preconditioner"] = preconditioner
         sol = lx.linear_solve(
@@ -203,6 +223,25 @@ class Implicit(AbstractHypergradient):
 
         operator = lx.FunctionLinearOperator(matvec, structure, tags)
         return operator, mixed
+
+
+def _warm_start_guess(applied: tuple[X, ...], b: X, history: tuple[X, ...]) -> X:
+    """``W c`` with ``c = argmin_c |A W c - b|`` over the stored adjoints ``W``.
+
+    Least squares in the residual (not the energy norm) so that it also serves
+    non-symmetric systems; its residual is never larger than the cold start's
+    (``c = 0``). Unused slots hold zeros and get zero weight from the
+    regularised normal equations.
+    """
+    gram = jnp.stack([jnp.stack([tree_vdot(u, v) for v in applied]) for u in applied])
+    rhs = jnp.stack([tree_vdot(u, b) for u in applied])
+    # Tikhonov-regularise relative to the Gram diagonal: stored adjoints may be
+    # (nearly) collinear, or zero before the memory has filled.
+    ridge = 1e-12 * jnp.max(jnp.diag(gram)) + jnp.finfo(gram.dtype).tiny
+    coeffs = jnp.linalg.solve(
+        gram + ridge * jnp.eye(len(history), dtype=gram.dtype), rhs
+    )
+    return jtu.tree_map(lambda *ws: sum(c * w for c, w in zip(coeffs, ws)), *history)
 
 
 def _zeros_for_none(x_bar: X, x: X) -> X:

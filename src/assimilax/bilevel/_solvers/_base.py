@@ -70,6 +70,9 @@ class AbstractInnerSolver(eqx.Module):
       ``grad_x fn(x, args) = 0`` (then the implicit hypergradient solves with the
       symmetric Hessian). Proximal solvers set `False` and define `optimality`
       as the fixed-point residual ``x - T(x, args)``.
+    - `implicit_differentiable`: `False` when no condition on ``x`` alone
+      characterises the solution (e.g. primal-dual methods, whose optimal dual
+      variable is not a function of the primal solution); `Implicit` refuses them.
     """
 
     max_steps: eqx.AbstractVar[int]
@@ -78,6 +81,7 @@ class AbstractInnerSolver(eqx.Module):
 
     reverse_differentiable: ClassVar[bool] = True
     optimality_is_gradient: ClassVar[bool] = True
+    implicit_differentiable: ClassVar[bool] = True
 
     @abc.abstractmethod
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:

@@ -3,7 +3,7 @@
 import equinox as eqx
 import jax.tree_util as jtu
 
-from ..._custom_types import Args, Objective, X
+from ..._custom_types import Args, Objective, ScalarLike, X
 from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
 
 
@@ -13,17 +13,21 @@ class GradientDescent(AbstractInnerSolver):
     **Fields:**
 
     - `learning_rate`: the fixed step (stable for ``learning_rate < 2 / L`` with ``L``
-      the Lipschitz constant of the gradient; ``1 / L`` is the usual choice).
+      the Lipschitz constant of the gradient; ``1 / L`` is the usual choice). A
+      Python float is baked into the compiled program; pass a JAX scalar to change
+      it between calls without recompiling (or to learn it).
     - `max_steps`: iteration cap (static: fixes the length of unrolled loops).
-    - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``.
+    - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``. The default
+      ``rtol=1e-6`` is reachable in float32; tighten it in float64 for accurate
+      hypergradients (their error is proportional to the inner residual).
 
     **Cost:** one gradient evaluation per step. Every hypergradient strategy applies;
     `Truncated(k)` has bias ``O((1 - mu/L)^k)`` on strongly convex problems.
     """
 
-    learning_rate: float = 0.1
+    learning_rate: ScalarLike = 0.1
     max_steps: int = eqx.field(static=True, default=500)
-    rtol: float = 1e-8
+    rtol: float = 1e-6
     atol: float = 0.0
 
     def __check_init__(self):
