@@ -1,5 +1,6 @@
 """Bad input raises a clear error that names the problem."""
 
+import jax
 import jax.numpy as jnp
 import lineax as lx
 import pytest
@@ -119,11 +120,20 @@ def test_lbfgs_preconditioner_needs_lbfgs():
 
 def test_implicit_with_cg_refuses_a_non_symmetric_system():
     solver = ax.ProximalGradient(prox=ax.L1(weight=0.1), step_size=0.5)
-    with pytest.raises(ValueError, match="Use Implicit\\(linear_solver=lx.GMRES"):
-        ax.argmin(
-            quad,
-            jnp.zeros(3),
-            jnp.ones(3),
-            solver=solver,
-            hypergradient=ax.Implicit(linear_solver=lx.CG(rtol=1e-6, atol=1e-6)),
+    strategy = ax.Implicit(linear_solver=lx.CG(rtol=1e-6, atol=1e-6))
+    # The forward solve runs (Implicit() is the default strategy) ...
+    sol = ax.argmin(
+        quad, jnp.zeros(3), jnp.ones(3), solver=solver, hypergradient=strategy
+    )
+    assert sol.value.shape == (3,)
+
+    # ... and differentiating it names the problem and a pair that works.
+    def loss(a):
+        return jnp.sum(
+            ax.argmin(
+                quad, jnp.zeros(3), a, solver=solver, hypergradient=strategy
+            ).value
         )
+
+    with pytest.raises(ValueError, match="Use Implicit\\(linear_solver=lx.GMRES"):
+        jax.grad(loss)(jnp.ones(3))

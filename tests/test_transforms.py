@@ -1,5 +1,6 @@
 """jit, vmap over a batch of 8 problems, and Equinox-module parameters, per strategy."""
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -51,8 +52,18 @@ STRATEGIES = [
 ]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
-def test_jit_vmap_module_args(strategy):
+# H = I + lam D'D has eigenvalues in [1, 1 + 4 lam]: t1 = 40 reaches steady state.
+FLOW = (
+    ax.GradientFlow(t1=40.0, dt=0.1),
+    ax.GradientFlowAdjoint(
+        stepsize_controller=dfx.PIDController(rtol=1e-11, atol=1e-11)
+    ),
+)
+PAIRS = [(SOLVER, s) for s in STRATEGIES] + [FLOW]
+
+
+@pytest.mark.parametrize("solver, strategy", PAIRS, ids=lambda s: type(s).__name__)
+def test_jit_vmap_module_args(solver, strategy):
     rng = np.random.default_rng(0)
     batch = Denoiser(
         log_lam=jnp.asarray(rng.uniform(-1.0, 0.5, size=8)),
@@ -61,7 +72,7 @@ def test_jit_vmap_module_args(strategy):
     targets = jnp.asarray(rng.normal(size=(8, N)))
 
     def loss(params, target):
-        sol = ax.argmin(fn, jnp.zeros(N), params, solver=SOLVER, hypergradient=strategy)
+        sol = ax.argmin(fn, jnp.zeros(N), params, solver=solver, hypergradient=strategy)
         return 0.5 * jnp.sum((sol.value - target) ** 2)
 
     if isinstance(strategy, ax.ForwardMode):

@@ -103,7 +103,13 @@ class Implicit(AbstractHypergradient):
         if isinstance(self.damping, (int, float)) and self.damping < 0:
             raise ValueError(f"Implicit(damping=...) must be >= 0, got {self.damping}.")
 
-    def check_compatible(self, solver: AbstractInnerSolver) -> None:
+    def check_differentiable(self, solver: AbstractInnerSolver) -> None:
+        """Raise a `ValueError` if this strategy cannot differentiate `solver`.
+
+        Called when a derivative is taken (the backward pass), not at `argmin`'s
+        entry: `Implicit()` is the default strategy, and a forward-only solve with
+        a solver it cannot differentiate must still run.
+        """
         name = type(solver).__name__
         if not solver.implicit_differentiable:
             raise ValueError(
@@ -163,23 +169,29 @@ class Implicit(AbstractHypergradient):
         (`None` on non-floating leaves), the adjoint vector ``w`` and a
         `LinearSolveInfo`.
         """
+        self.check_differentiable(solver)
         fn, args = params
         operator, mixed = self._operator_and_mixed(solver, params, x)
+        # Solve for the unit right-hand side and rescale: lineax's tolerances are
+        # ``atol + rtol * |b_i|`` per entry, so an absolute `atol` would otherwise
+        # stop the solve early whenever the cotangent happens to be small.
+        scale = tree_norm(x_bar)
+        scale = jnp.where(scale > 0, scale, 1.0)
+        unit_b = jtu.tree_map(lambda b: b / scale, x_bar)
         options = {}
         preconditioner = self.preconditioner.build(solver, fn, x, args, state)
         if history:
             applied = tuple(operator.mv(w) for w in history)
-            options["y0"] = _warm_start_guess(applied, x_bar, history)
+            guess = _warm_start_guess(applied, x_bar, history)
+            options["y0"] = jtu.tree_map(lambda g: g / scale, guess)
         if preconditioner is not None:
             options["preconditioner"] = preconditioner
         sol = lx.linear_solve(
-            operator, x_bar, self.linear_solver, options=options, throw=False
+            operator, unit_b, self.linear_solver, options=options, throw=False
         )
-        w = sol.value
-        applied = operator.mv(w)
-        misfit = tree_norm(jtu.tree_map(jnp.subtract, applied, x_bar))
-        scale = tree_norm(x_bar)
-        residual = misfit / jnp.where(scale > 0, scale, 1.0)
+        misfit = tree_norm(jtu.tree_map(jnp.subtract, operator.mv(sol.value), unit_b))
+        residual = misfit  # relative: |A w - x̄| / |x̄| with |unit_b| = 1
+        w = jtu.tree_map(lambda v: v * scale, sol.value)
         failed = (sol.result != lx.RESULTS.successful) | ~jnp.isfinite(residual)
         num_steps = jnp.asarray(sol.stats.get("num_steps", -1))
         params_bar = jtu.tree_map(

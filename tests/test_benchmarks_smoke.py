@@ -1,0 +1,79 @@
+"""Smoke test of `benchmarks/hypergradients.py` on a tiny configuration (seconds).
+
+It checks that the benchmark runs end to end under the test suite's strict settings
+and writes a JSON file whose numbers are finite and plausible; the real measurements
+come from running the script itself.
+"""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load_benchmark():
+    sys.path.insert(0, str(_BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_hypergradients", _BENCHMARKS / "hypergradients.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_hypergradient_benchmark_tiny(tmp_path):
+    bench = _load_benchmark()
+    implicit, reference = (
+        "GD + Implicit(CG)",
+        "optx.GradientDescent + ImplicitAdjoint(CG)",
+    )
+    cfg = bench.Config(
+        n_1d=32,
+        lam_1d=0.5,
+        rounds=1,
+        truncation=(),
+        problems=("1d",),
+        methods=("GD + Unrolled", implicit, reference),
+        memory_n=16,
+        memory_steps=(5, 40),
+        memory_rounds=1,
+    )
+    out = tmp_path / "hypergradients.json"
+    bench.run(cfg, out, verbose=False)
+    payload = json.loads(out.read_text())
+
+    machine = payload["machine"]
+    assert machine["cpu_count"] >= 1 and machine["versions"]["jax"]
+    assert machine["date"] and machine["platform"]
+
+    (part_a,) = payload["part_a"]
+    assert _finite(part_a["exact_hypergrad"]) and part_a["exact_hypergrad"] != 0
+    rows = {row["name"]: row for row in part_a["rows"]}
+    assert set(rows) == set(cfg.methods)
+    numeric = ("hypergrad", "rel_error", "time_s", "forward_time_s", "compile_s")
+    for row in rows.values():
+        assert all(_finite(row[key]) for key in numeric), row
+        assert isinstance(row["temp_bytes"], int) and row["temp_bytes"] >= 0
+        assert row["inner_steps"] >= 1
+        # Inner solves stop at a 1e-10 relative gradient (float64), which bounds the
+        # hypergradient error near 1e-9 here; 1e-6 leaves room yet catches a wrong
+        # closed form or a broken strategy (errors of order one).
+        assert row["rel_error"] < 1e-6, row
+    assert isinstance(part_a["target"]["holds"], bool)
+
+    part_b = payload["part_b"]
+    assert all(_finite(r["time_s"]) and _finite(r["hypergrad"]) for r in part_b["rows"])
+    temp = {(r["strategy"], r["steps"]): r["temp_bytes"] for r in part_b["rows"]}
+    # Implicit runs a while loop without storing iterates: its scratch memory does
+    # not depend on the step count; Unrolled stores every step and must grow.
+    assert temp[("Implicit(CG)", 40)] <= 1.1 * temp[("Implicit(CG)", 5)]
+    assert temp[("Unrolled", 40)] > temp[("Unrolled", 5)]
+    assert part_b["target"]["holds"] is True
