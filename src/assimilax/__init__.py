@@ -2,6 +2,14 @@
 
 import importlib.metadata
 
+from . import (
+    bilevel as bilevel,
+    costs as costs,
+    dynamics as dynamics,
+    io as io,
+    observations as observations,
+    priors as priors,
+)
 from ._results import RESULTS as RESULTS
 from .bilevel import (
     AbstractHVP as AbstractHVP,

@@ -1,0 +1,237 @@
+"""Strong- and weak-constraint 4DVar over one assimilation window."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+
+from .._custom_types import Scalar
+from ..priors import AbstractBackground, AbstractPrior
+from ..priors._gaussian import broadcast, check_positive
+from ._base import AbstractVariationalProblem, check_fits, check_parts
+from ._control import AbstractControl, DirectControl
+from ._window import window_grid
+
+
+def _check_window(owner: str, problem) -> None:
+    check_parts(owner, problem.background, problem.priors, problem.control)
+    xb = problem.background.xb
+    shape = (problem.observation_index.shape[0],) + xb.shape
+    check_fits(owner, problem.observations, jax.ShapeDtypeStruct(shape, xb.dtype))
+
+
+class StrongConstraint4DVar(AbstractVariationalProblem):
+    """Strong-constraint 4DVar: the model is exact, the control is the initial state.
+
+    ``U(x0) = 0.5 |x0 - xb|²_B⁻¹ + sum_k 0.5 |y_k - H(M_{t0→t_k}(x0))|²_R⁻¹
+    + priors(x0)``, with the trajectory from ``dynamics.integrate(x0, times)``.
+
+    **Arguments:**
+
+    - `dynamics`: an `assimilax.dynamics.AbstractDynamics`.
+    - `observations`: an `assimilax.observations.Observations`; its `times` may
+      fall anywhere in the window (the integrator saves there).
+    - `background`: the background term at `t0` (its `xb` fixes the state shape).
+    - `t0`: the window start (keyword; default the first observation time). The
+      model grid `times` is `t0` followed by the observation times (`t0` only once
+      when an observation is at `t0`). Observations before `t0` raise.
+    - `priors`, `control`: as for `ThreeDVar` (priors act on the initial state).
+
+    **Cost and limits:** one integration per cost; `jax.grad` adds the adjoint
+    (reverse-mode through the integrator, whose `adjoint` choice sets its memory).
+    Nonlinear dynamics make the cost non-convex: long windows have local minima
+    (start from the background, or use a quasi-static schedule).
+
+    ??? cite "References"
+
+        Le Dimet, Talagrand. *Variational algorithms for analysis and assimilation
+        of meteorological observations*. Tellus 1986.
+    """
+
+    dynamics: eqx.Module
+    observations: eqx.Module
+    background: AbstractBackground
+    priors: tuple[AbstractPrior, ...]
+    control: AbstractControl
+    times: Float[Array, " grid"]
+    observation_index: Int[Array, " time"]
+
+    def __init__(
+        self,
+        dynamics: eqx.Module,
+        observations: eqx.Module,
+        background: AbstractBackground,
+        *,
+        t0: float | Float[ArrayLike, ""] | None = None,
+        priors: tuple[AbstractPrior, ...] = (),
+        control: AbstractControl = DirectControl(),
+    ):
+        self.dynamics = dynamics
+        self.observations = observations
+        self.background = background
+        self.priors = priors
+        self.control = control
+        owner = "StrongConstraint4DVar"
+        self.times, self.observation_index = window_grid(owner, observations.times, t0)
+
+    def __check_init__(self):
+        _check_window("StrongConstraint4DVar", self)
+
+    def to_state(self, control: Float[Array, "*state"]) -> Float[Array, "*state"]:
+        """The initial state ``x0`` at ``times[0]``."""
+        return self.control.to_state(control, self.background)
+
+    def first_guess(self) -> Float[Array, "*state"]:
+        return self.control.first_guess(self.background)
+
+    def trajectory(
+        self, control: Float[Array, "*state"]
+    ) -> Float[Array, " grid *state"]:
+        """The model states at every time of `times`."""
+        x0 = self.to_state(control)
+        if self.times.shape[0] == 1:  # a single observation at t0: nothing to run
+            return x0[None]
+        return self.dynamics.integrate(x0, self.times)
+
+    def _components(self, control: Float[Array, "*state"]) -> dict[str, Scalar]:
+        residual = self.control.background_residual(control, self.background)
+        states = self.trajectory(control)[self.observation_index]
+        return {
+            "background": 0.5 * jnp.sum(jnp.square(residual)),
+            "observations": self.observations.misfit(states),
+        }
+
+    def _residuals(self, control: Float[Array, "*state"]) -> dict[str, PyTree[Array]]:
+        states = self.trajectory(control)[self.observation_index]
+        return {
+            "background": self.control.background_residual(control, self.background),
+            "observations": self.observations.residuals(states),
+        }
+
+
+class WeakConstraint4DVar(AbstractVariationalProblem):
+    """Weak-constraint 4DVar: the control is the state at every time of `times`.
+
+    ``U(x_0..x_K) = 0.5 |x_0 - xb|²_B⁻¹
+    + sum_k 0.5 |x_k - M_{t_{k-1}→t_k}(x_{k-1})|²_Q⁻¹
+    + sum_k 0.5 |y_k - H(x_k)|²_R⁻¹ + sum_k priors(x_k)``.
+
+    **Arguments:** as `StrongConstraint4DVar`, plus
+
+    - `model_error_std`: the model-error standard deviation (``Q = diag(std²)``,
+      > 0): a scalar, an array of the state's shape, or of shape
+      ``(len(times) - 1, *state)`` (one per segment). Learnable.
+    - `times`: the time grid of the control (keyword; default `t0` and the
+      observation times). Every observation time must be on it.
+
+    With `ControlVariable()` only ``x_0`` is transformed. `to_state` gives the
+    trajectory ``(grid, *state)``; `first_guess` the background forecast (zero
+    model error).
+
+    **Cost and limits:** one integration of each segment per cost, all segments
+    at once (`vmap`): parallel in time, unlike strong-constraint 4DVar. The control
+    is ``len(times)`` times larger, and as ``Q -> 0`` the problem becomes
+    ill-conditioned (it tends to the strong-constraint one).
+
+    ??? cite "References"
+
+        Trémolet. *Accounting for an imperfect model in 4D-Var*. QJRMS 2006.
+    """
+
+    dynamics: eqx.Module
+    observations: eqx.Module
+    background: AbstractBackground
+    model_error_std: Float[Array, "..."]
+    priors: tuple[AbstractPrior, ...]
+    control: AbstractControl
+    times: Float[Array, " grid"]
+    observation_index: Int[Array, " time"]
+    priors_per_time = True
+
+    def __init__(
+        self,
+        dynamics: eqx.Module,
+        observations: eqx.Module,
+        background: AbstractBackground,
+        model_error_std: Float[ArrayLike, "..."],
+        *,
+        t0: float | Float[ArrayLike, ""] | None = None,
+        times: Float[ArrayLike, " grid"] | None = None,
+        priors: tuple[AbstractPrior, ...] = (),
+        control: AbstractControl = DirectControl(),
+    ):
+        owner = "WeakConstraint4DVar"
+        self.dynamics = dynamics
+        self.observations = observations
+        self.background = background
+        self.priors = priors
+        self.control = control
+        self.times, self.observation_index = window_grid(
+            owner, observations.times, t0, times
+        )
+        xb = background.xb if isinstance(background, AbstractBackground) else None
+        if xb is not None:
+            segments = jax.ShapeDtypeStruct(
+                (self.times.shape[0] - 1,) + xb.shape, xb.dtype
+            )
+            model_error_std = check_positive(
+                owner,
+                "model_error_std",
+                model_error_std,
+                segments,
+                what="the model errors (len(times) - 1, *state)",
+            )
+        self.model_error_std = model_error_std
+
+    def __check_init__(self):
+        _check_window("WeakConstraint4DVar", self)
+
+    def to_state(
+        self, control: Float[Array, " grid *state"]
+    ) -> Float[Array, " grid *state"]:
+        first = self.control.to_state(control[0], self.background)
+        return jnp.concatenate([first[None], control[1:]])
+
+    def first_guess(self) -> Float[Array, " grid *state"]:
+        first = self.control.first_guess(self.background)
+        if self.times.shape[0] == 1:
+            return first[None]
+        forecast = self.dynamics.integrate(self.background.xb, self.times)
+        return jnp.concatenate([first[None], forecast[1:]])
+
+    def model_errors(
+        self, control: Float[Array, " grid *state"]
+    ) -> Float[Array, "..."]:
+        """``x_k - M(x_{k-1})`` for each segment, shape ``(grid - 1, *state)``."""
+        states = self.to_state(control)
+
+        def forecast(x, start, end):
+            return self.dynamics.integrate(x, jnp.stack([start, end]))[-1]
+
+        ends = jax.vmap(forecast)(states[:-1], self.times[:-1], self.times[1:])
+        return states[1:] - ends
+
+    def _whitened_model_errors(self, control):
+        errors = self.model_errors(control)
+        return errors / broadcast(self.model_error_std, errors)
+
+    def _components(self, control: Float[Array, " grid *state"]) -> dict[str, Scalar]:
+        residual = self.control.background_residual(control[0], self.background)
+        terms = {"background": 0.5 * jnp.sum(jnp.square(residual))}
+        if self.times.shape[0] > 1:
+            whitened = self._whitened_model_errors(control)
+            terms["model_error"] = 0.5 * jnp.sum(jnp.square(whitened))
+        states = self.to_state(control)[self.observation_index]
+        terms["observations"] = self.observations.misfit(states)
+        return terms
+
+    def _residuals(
+        self, control: Float[Array, " grid *state"]
+    ) -> dict[str, PyTree[Array]]:
+        residual = self.control.background_residual(control[0], self.background)
+        terms = {"background": residual}
+        if self.times.shape[0] > 1:
+            terms["model_error"] = self._whitened_model_errors(control)
+        states = self.to_state(control)[self.observation_index]
+        terms["observations"] = self.observations.residuals(states)
+        return terms
