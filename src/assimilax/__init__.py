@@ -8,6 +8,7 @@ from . import (
     dynamics as dynamics,
     io as io,
     observations as observations,
+    plotting as plotting,
     priors as priors,
 )
 from ._results import RESULTS as RESULTS

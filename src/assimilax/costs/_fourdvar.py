@@ -3,6 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
 from .._custom_types import Scalar
@@ -10,17 +11,45 @@ from ..priors import AbstractBackground, AbstractPrior
 from ..priors._gaussian import broadcast, check_positive
 from ._base import AbstractVariationalProblem, check_fits, check_parts
 from ._control import AbstractControl, DirectControl
-from ._window import window_grid
+from ._window import grid_array, index_array, window_grid
 
 
 def _check_window(owner: str, problem) -> None:
     check_parts(owner, problem.background, problem.priors, problem.control)
     xb = problem.background.xb
-    shape = (problem.observation_index.shape[0],) + xb.shape
+    shape = (len(problem.observation_steps),) + xb.shape
     check_fits(owner, problem.observations, jax.ShapeDtypeStruct(shape, xb.dtype))
 
 
-class StrongConstraint4DVar(AbstractVariationalProblem):
+class _AbstractWindowProblem(AbstractVariationalProblem):
+    """A problem over a window: its static time grid as arrays, and the states
+    at the observation times."""
+
+    observations: eqx.AbstractVar[eqx.Module]
+    time_grid: eqx.AbstractVar[tuple[float, ...]]
+    observation_steps: eqx.AbstractVar[tuple[int, ...]]
+
+    @property
+    def times(self) -> Float[Array, " grid"]:
+        """The model time grid of the window (a concrete array, also under `jit`)."""
+        return grid_array(self.time_grid, jnp.result_type(self.observations.times))
+
+    @property
+    def observation_index(self) -> Int[Array, " time"]:
+        """Where each observation time sits on `times`."""
+        return index_array(self.observation_steps)
+
+    def _at_observations(
+        self, trajectory: Float[Array, " grid *state"]
+    ) -> Float[Array, " time *state"]:
+        # Every grid time observed (the usual case): no gather, and no scatter in
+        # the adjoint.
+        if self.observation_steps == tuple(range(trajectory.shape[0])):
+            return trajectory
+        return trajectory[np.asarray(self.observation_steps)]
+
+
+class StrongConstraint4DVar(_AbstractWindowProblem):
     """Strong-constraint 4DVar: the model is exact, the control is the initial state.
 
     ``U(x0) = 0.5 |x0 - xb|²_B⁻¹ + sum_k 0.5 |y_k - H(M_{t0→t_k}(x0))|²_R⁻¹
@@ -36,6 +65,11 @@ class StrongConstraint4DVar(AbstractVariationalProblem):
       model grid `times` is `t0` followed by the observation times (`t0` only once
       when an observation is at `t0`). Observations before `t0` raise.
     - `priors`, `control`: as for `ThreeDVar` (priors act on the initial state).
+
+    The grid is static (fields `time_grid` and `observation_steps`, tuples of
+    Python numbers; read it as arrays with `times` and `observation_index`): it
+    fixes shapes, is not learnable, and stays concrete under `jit`, so that
+    `FixedStepRK4` (Lorenz models) runs its cheap `lax.scan`.
 
     **Cost and limits:** one integration per cost; `jax.grad` adds the adjoint
     (reverse-mode through the integrator, whose `adjoint` choice sets its memory).
@@ -53,8 +87,8 @@ class StrongConstraint4DVar(AbstractVariationalProblem):
     background: AbstractBackground
     priors: tuple[AbstractPrior, ...]
     control: AbstractControl
-    times: Float[Array, " grid"]
-    observation_index: Int[Array, " time"]
+    time_grid: tuple[float, ...] = eqx.field(static=True)
+    observation_steps: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -72,7 +106,9 @@ class StrongConstraint4DVar(AbstractVariationalProblem):
         self.priors = priors
         self.control = control
         owner = "StrongConstraint4DVar"
-        self.times, self.observation_index = window_grid(owner, observations.times, t0)
+        self.time_grid, self.observation_steps = window_grid(
+            owner, observations.times, t0
+        )
 
     def __check_init__(self):
         _check_window("StrongConstraint4DVar", self)
@@ -89,27 +125,29 @@ class StrongConstraint4DVar(AbstractVariationalProblem):
     ) -> Float[Array, " grid *state"]:
         """The model states at every time of `times`."""
         x0 = self.to_state(control)
-        if self.times.shape[0] == 1:  # a single observation at t0: nothing to run
+        if len(self.time_grid) == 1:  # a single observation at t0: nothing to run
             return x0[None]
-        return self.dynamics.integrate(x0, self.times)
+        # Concrete times in the state's dtype: fixed-step integrators can then
+        # take their `lax.scan` path under `jit` too.
+        return self.dynamics.integrate(x0, grid_array(self.time_grid, x0.dtype))
 
     def _components(self, control: Float[Array, "*state"]) -> dict[str, Scalar]:
         residual = self.control.background_residual(control, self.background)
-        states = self.trajectory(control)[self.observation_index]
+        states = self._at_observations(self.trajectory(control))
         return {
             "background": 0.5 * jnp.sum(jnp.square(residual)),
             "observations": self.observations.misfit(states),
         }
 
     def _residuals(self, control: Float[Array, "*state"]) -> dict[str, PyTree[Array]]:
-        states = self.trajectory(control)[self.observation_index]
+        states = self._at_observations(self.trajectory(control))
         return {
             "background": self.control.background_residual(control, self.background),
             "observations": self.observations.residuals(states),
         }
 
 
-class WeakConstraint4DVar(AbstractVariationalProblem):
+class WeakConstraint4DVar(_AbstractWindowProblem):
     """Weak-constraint 4DVar: the control is the state at every time of `times`.
 
     ``U(x_0..x_K) = 0.5 |x_0 - xb|²_B⁻¹
@@ -144,8 +182,8 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
     model_error_std: Float[Array, "..."]
     priors: tuple[AbstractPrior, ...]
     control: AbstractControl
-    times: Float[Array, " grid"]
-    observation_index: Int[Array, " time"]
+    time_grid: tuple[float, ...] = eqx.field(static=True)
+    observation_steps: tuple[int, ...] = eqx.field(static=True)
     priors_per_time = True
 
     def __init__(
@@ -166,13 +204,13 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
         self.background = background
         self.priors = priors
         self.control = control
-        self.times, self.observation_index = window_grid(
+        self.time_grid, self.observation_steps = window_grid(
             owner, observations.times, t0, times
         )
         xb = background.xb if isinstance(background, AbstractBackground) else None
         if xb is not None:
             segments = jax.ShapeDtypeStruct(
-                (self.times.shape[0] - 1,) + xb.shape, xb.dtype
+                (len(self.time_grid) - 1,) + xb.shape, xb.dtype
             )
             model_error_std = check_positive(
                 owner,
@@ -194,9 +232,10 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
 
     def first_guess(self) -> Float[Array, " grid *state"]:
         first = self.control.first_guess(self.background)
-        if self.times.shape[0] == 1:
+        if len(self.time_grid) == 1:
             return first[None]
-        forecast = self.dynamics.integrate(self.background.xb, self.times)
+        xb = self.background.xb
+        forecast = self.dynamics.integrate(xb, grid_array(self.time_grid, xb.dtype))
         return jnp.concatenate([first[None], forecast[1:]])
 
     def model_errors(
@@ -208,7 +247,10 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
         def forecast(x, start, end):
             return self.dynamics.integrate(x, jnp.stack([start, end]))[-1]
 
-        ends = jax.vmap(forecast)(states[:-1], self.times[:-1], self.times[1:])
+        # The segments run at once under `vmap`, so their times are traced there
+        # (fixed-step integrators use their general path).
+        times = grid_array(self.time_grid, states.dtype)
+        ends = jax.vmap(forecast)(states[:-1], times[:-1], times[1:])
         return states[1:] - ends
 
     def _whitened_model_errors(self, control):
@@ -218,10 +260,10 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
     def _components(self, control: Float[Array, " grid *state"]) -> dict[str, Scalar]:
         residual = self.control.background_residual(control[0], self.background)
         terms = {"background": 0.5 * jnp.sum(jnp.square(residual))}
-        if self.times.shape[0] > 1:
+        if len(self.time_grid) > 1:
             whitened = self._whitened_model_errors(control)
             terms["model_error"] = 0.5 * jnp.sum(jnp.square(whitened))
-        states = self.to_state(control)[self.observation_index]
+        states = self._at_observations(self.to_state(control))
         terms["observations"] = self.observations.misfit(states)
         return terms
 
@@ -230,8 +272,8 @@ class WeakConstraint4DVar(AbstractVariationalProblem):
     ) -> dict[str, PyTree[Array]]:
         residual = self.control.background_residual(control[0], self.background)
         terms = {"background": residual}
-        if self.times.shape[0] > 1:
+        if len(self.time_grid) > 1:
             terms["model_error"] = self._whitened_model_errors(control)
-        states = self.to_state(control)[self.observation_index]
+        states = self._at_observations(self.to_state(control))
         terms["observations"] = self.observations.residuals(states)
         return terms

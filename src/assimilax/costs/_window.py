@@ -1,4 +1,11 @@
-"""The time grid of an assimilation window (checked eagerly: it fixes shapes)."""
+"""The time grid of an assimilation window (checked eagerly: it fixes shapes).
+
+The grid is kept as Python numbers in static fields of the problems, not as array
+fields: a problem is `argmin`'s `args`, so its array fields are traced under
+`eqx.filter_jit`, and an integrator that needs concrete times (`FixedStepRK4`'s
+`lax.scan`, whose reverse mode is ~3x cheaper than diffrax's checkpointed loop)
+would then fall back to its general path.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +28,10 @@ def window_grid(
     observation_times: Float[ArrayLike, " time"],
     t0: float | Float[ArrayLike, ""] | None,
     grid: Float[ArrayLike, " grid"] | None = None,
-) -> tuple[Float[Array, " grid"], Int[Array, " time"]]:
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """The model time grid of a window, and where the observations sit on it.
+
+    Both are returned as tuples of Python numbers (hashable: static fields).
 
     Without `grid`, it is `t0` followed by the observation times, `t0` not repeated
     when an observation is at `t0` (integrators need increasing times); `t0`
@@ -66,5 +75,21 @@ def window_grid(
             f"{owner}(times=...): every observation time must be on the time grid; "
             f"{times[np.abs(points[index] - times) > 1e-9 * span][:3]} are not."
         )
-    dtype = jnp.asarray(observation_times).dtype
-    return jnp.asarray(points, dtype), jnp.asarray(index)
+    return tuple(float(t) for t in points), tuple(int(i) for i in index)
+
+
+def grid_array(grid: tuple[float, ...], dtype) -> Float[Array, " grid"]:
+    """The static `grid` as a concrete array, also while tracing.
+
+    Under `jit`, `jnp.asarray` of constants would give a tracer; evaluating it at
+    trace time keeps it concrete, so integrators see known times (and `lax.scan`
+    step counts) instead of traced ones.
+    """
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(grid, dtype)
+
+
+def index_array(index: tuple[int, ...]) -> Int[Array, " time"]:
+    """The static observation `index` as a concrete integer array (see `grid_array`)."""
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(index, int)
