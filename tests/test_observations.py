@@ -312,3 +312,24 @@ def test_observations_errors():
     obs = Observations(jnp.zeros((2, 3)), None, times, Identity(), noise)
     with pytest.raises(ValueError, match="leading time axis of length 2"):
         obs.misfit(jnp.zeros((3, 3)))
+
+
+def test_concrete_times_under_jit_are_checked_eagerly():
+    # NumPy times closed over by a jitted function stay concrete: building the
+    # Observations there must neither raise a tracer-conversion error nor defer
+    # the monotonicity check to run time.
+    times = np.array([0.0, 0.1, 0.2])
+
+    @jax.jit
+    def misfit(values):
+        obs = Observations(values, None, times, Identity(), ScalarNoise(1.0))
+        return obs.misfit(jnp.zeros((3, 4)))
+
+    values = jnp.ones((3, 4))
+    np.testing.assert_allclose(misfit(values), 0.5 * 12, rtol=1e-12)
+
+    bad = np.array([0.0, 0.2, 0.1])
+    with pytest.raises(ValueError, match="must be strictly increasing"):
+        jax.jit(
+            lambda v: Observations(v, None, bad, Identity(), ScalarNoise(1.0)).values
+        )(values)

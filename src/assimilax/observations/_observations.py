@@ -71,7 +71,9 @@ class Observations(eqx.Module):
                 "Observations(values=...) must be a floating array with a leading "
                 f"time axis, got dtype {values.dtype} and shape {values.shape}."
             )
-        times = _check_times(jnp.asarray(times, dtype=values.dtype), values.shape[0])
+        times = _check_times(
+            times, jnp.asarray(times, dtype=values.dtype), values.shape[0]
+        )
         obs_shape = values.shape[1:]
         if operator.state_shape is not None:
             expected = operator.obs_shape(operator.state_shape)
@@ -158,19 +160,23 @@ class Observations(eqx.Module):
         return eqx.tree_at(lambda obs: obs.times, self, times)
 
 
-def _check_times(times: Float[Array, " time"], num: int) -> Float[Array, " time"]:
+def _check_times(
+    given: Real[ArrayLike, "..."], times: Float[Array, " time"], num: int
+) -> Float[Array, " time"]:
     if times.shape != (num,):
         raise ValueError(
             f"Observations(times=...) has shape {times.shape} but `values` has {num} "
             "times."
         )
     message = "Observations(times=...) must be strictly increasing."
-    increasing = jnp.all(times[1:] > times[:-1])
-    if is_concrete(times):
-        if not bool(increasing):
+    # Judge concreteness on the input as given: under `jit`, even the jnp copy of
+    # NumPy times is a tracer, which would defer the check to run time.
+    if is_concrete(given):
+        concrete = np.asarray(given)
+        if not np.all(concrete[1:] > concrete[:-1]):
             raise ValueError(message)
         return times
-    return eqx.error_if(times, ~increasing, message)
+    return eqx.error_if(times, ~jnp.all(times[1:] > times[:-1]), message)
 
 
 def _check_finite(
