@@ -186,7 +186,12 @@ def _exponent(points, values) -> float:
 
 def _exponents(sizes: list[dict[str, Any]]) -> dict[str, float]:
     points = [r["grid_points"] for r in sizes]
-    keys = ("solve_median_s", "value_and_grad_median_s", "time_per_step_s")
+    keys = (
+        "solve_median_s",
+        "solve_min_s",
+        "value_and_grad_median_s",
+        "time_per_step_s",
+    )
     out = {key: _exponent(points, [r[key] for r in sizes]) for key in keys}
     out["num_steps"] = _exponent(points, [r["num_steps"] for r in sizes])
     return out
@@ -211,7 +216,7 @@ def main(argv=None) -> dict[str, Any]:
     sides = [int(s) for s in (args.sides or default).split(",")]
     network = args.network or ("fixed" if args.quick else "both")
     networks = ["fixed", "dense"] if network == "both" else [network]
-    repeats, rounds = (2, 5) if args.quick else (3, 15)
+    repeats, rounds = (2, 5) if args.quick else (5, 15)
     results, exponents = [], {}
     for net in networks:
         sizes = [

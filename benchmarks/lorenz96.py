@@ -1,167 +1,316 @@
 """Cycled 3DVar and 4DVar on Lorenz-96, the Sakov & Oke (2008) setup of DAPPER.
 
-Run ``python benchmarks/lorenz96.py`` (default, a few minutes) or ``--quick``
-(shorter runs, under two minutes). A table goes to stdout and everything to
-``benchmarks/results/lorenz96.json``.
+Run ``python benchmarks/lorenz96.py`` (about ten minutes, plus DAPPER's runs
+when it is installed) or ``--quick`` (shorter runs, a few minutes). A table goes
+to stdout, everything to ``benchmarks/results/lorenz96.{json,md}``.
 
 **Setup** (``dapper/mods/Lorenz96/sakov2008.py``): ``n = 40``, ``F = 8``, RK4 with
-``dt = 0.05``; all 40 variables observed with ``R = I``. The truth starts from
-``8 + 0.01 N(0, I)`` spun up for 20 time units (on the attractor); the first
-guess is the truth plus ``N(0, I)``. Statistics as DAPPER's: the RMSE over the
-state at each analysis time, averaged over the times after a burn-in of 20.
+``dt = 0.05``; all 40 variables observed with ``R = I``, every step (3DVar) or
+every 4 steps (``Δ = 0.2``, 4DVar), 1000 observation times. The truth starts
+from ``8 + 0.01 N(0, I)`` spun up for 20 time units (on the attractor); the
+first guess is the truth plus ``N(0, I)``. Statistics as DAPPER's: the RMSE over
+the state of the analysis at each observation time, averaged over the times
+after a burn-in of 20 (``rmse.a``); for 4DVar the analysis at the newest
+observation of each window (the filter analysis DAPPER's ``rmse.a`` measures).
 
-**Methods**, as DAPPER's baselines: ``B = xB * C``, with ``C`` the climatological
-covariance of the truth (full 40x40, from the same run, as DAPPER's
-``B='clim'``). 3DVar with observations every step; strong-constraint 4DVar with
-observations every 0.2 (4 steps), windows of ``L`` observation intervals that
-slide by ``S``: ``S = 1`` is DAPPER's ``Var4D(Lag=L)`` (each window assimilates
-its newest observation, the older ones being in its background), ``S = L``
-classic non-overlapping windows. DAPPER's reference numbers: 3D-Var(xB=0.02)
-0.41; Var4D(Lag=1, 2, 4; xB=0.2, 0.1, 0.02) 0.46, 0.39, 0.37.
+**Methods.** 3DVar; strong-constraint 4DVar with windows of ``L`` observation
+intervals sliding by one interval, either assimilating only the newest
+observation (SDA: DAPPER's ``Var4D(Lag=L)``) or all ``L`` with ``R`` inflated
+by ``L`` (MDA), with two choices of ``B``:
 
-`rmse.a` is at the times each window assimilates; for ``S = L`` these include
-times inside the window (smoothed by later observations), so the table also gives
-`rmse.a end`, the analysis at window ends only: the filter analysis that DAPPER's
-``rmse.a`` measures.
+- *clim*: DAPPER's, ``B = xB C`` with ``C`` the climatological covariance of the
+  test truth and DAPPER's tuned ``xB``;
+- *estimated*: the covariance of the background errors of a training cycle
+  (another twin, seed 1, 400 time units), iterated: start from *clim* ``B``,
+  cycle, set ``B`` to `background_error_covariance`, repeat (until the training
+  ``rmse.a`` changes by less than 1%, at most 6 times; 3 with ``--quick``);
+  scale the final ``B`` by 0.6, 0.8 or 1 (whichever does best on the training
+  twin), then cycle the test twin with it. The test twin is used once.
+
+DAPPER documents ``rmse.a`` 0.41 (3D-Var, xB=0.02) and 0.46, 0.39, 0.37
+(``Var4D(Lag=1, 2, 4)``, xB=0.2, 0.1, 0.02), and 0.33 by Bocquet & Sakov 2013 for
+longer windows. When DAPPER is importable by this interpreter, or by the one
+given with ``--dapper-python``, its ``Var3D`` and ``Var4D`` run on the same truth
+and observations (``_dapper_lorenz96.py``, in a subprocess) and the table shows
+their ``rmse.a`` and our wall time over theirs (same method and ``B``).
 """
 
 import argparse
+import importlib.util
 import json
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
-
-import assimilax as ax
-from assimilax.dynamics import Lorenz96
-from assimilax.io import cycle, FourDVarCycling, ThreeDVarCycling, twin_experiment
-from assimilax.observations import Identity, ScalarNoise
-from assimilax.priors import AbstractBackground
+import xarray as xr
 
 
 jax.config.update("jax_enable_x64", True)
-RESULTS = Path(__file__).parent / "results" / "lorenz96.json"
+
+import assimilax as ax  # noqa: E402
+from assimilax.dynamics import Lorenz96  # noqa: E402
+from assimilax.io import (  # noqa: E402
+    background_error_covariance,
+    cycle,
+    FourDVarCycling,
+    ThreeDVarCycling,
+    twin_experiment,
+)
+from assimilax.observations import Identity, ScalarNoise  # noqa: E402
+from assimilax.priors import CovarianceBackground  # noqa: E402
+
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine_info  # noqa: E402
+
+
+RESULTS = Path(__file__).parent / "results"
 N, DT, BURN_IN = 40, 0.05, 20.0
+SOLVER = ax.LBFGS(rtol=1e-6, max_steps=1000)
+SCALINGS = (0.6, 0.8, 1.0)  # of the estimated B, chosen on the training twin
 
 
-class MatrixBackground(AbstractBackground):
-    """A dense ``B = S Sᵀ`` (small states only: O(n²) per application)."""
-
-    xb: Float[Array, " n"]
-    sqrt: Float[Array, "n n"]
-
-    def sqrt_covariance(self, v):
-        return self.sqrt @ v
-
-    def sqrt_transpose(self, v):
-        return self.sqrt.T @ v
-
-    def whiten(self, x):
-        return jnp.linalg.solve(self.sqrt, x - self.xb)
+@dataclass
+class Twin:
+    model: Lorenz96
+    ds: xr.Dataset  # truth at every step; obs at t = Δ, 2Δ, ... (not at t = 0)
+    first_guess: np.ndarray  # at t = 0
+    climatology: np.ndarray  # (N, N) covariance of the truth
+    every: int
 
 
-def make_twin(num_obs: int, every: int, seed: int = 0):
+def make_twin(num_obs: int, every: int, seed: int) -> Twin:
     model = Lorenz96(n=N)
     keys = jax.random.split(jax.random.key(seed), 3)
     start = 8.0 + 0.01 * jax.random.normal(keys[0], (N,))
     truth0 = model.integrate(start, np.arange(401.0) * DT)[-1]  # 20 time units
     times = np.arange(num_obs * every + 1.0) * DT
-    ds = twin_experiment(
-        model, truth0, times, Identity(), ScalarNoise(1.0), keys[1], observe_every=every
-    )
-    first_guess = truth0 + jax.random.normal(keys[2], (N,))
-    clim = np.cov(ds["truth"].values.T)
-    values, vectors = np.linalg.eigh(clim)
-    sqrt_clim = vectors @ np.diag(np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-    return model, ds, first_guess, sqrt_clim
+    noise = ScalarNoise(1.0)
+    ds = twin_experiment(model, truth0, times, Identity(), noise, keys[1])
+    observed = np.zeros(times.size, bool)
+    observed[every::every] = True  # as DAPPER: the first observation at t = Δ
+    ds["obs"] = ds["obs"].where(xr.DataArray(observed, dims="time"))
+    first_guess = np.asarray(truth0 + jax.random.normal(keys[2], (N,)))
+    climatology = np.cov(ds["truth"].values, rowvar=False)
+    return Twin(model, ds, first_guess, climatology, every)
 
 
-def run(model, ds, first_guess, method):
-    solver = ax.LBFGS(rtol=1e-6, max_steps=1000)
+def make_method(kind: str, lag: int, covariance: np.ndarray):
+    background = CovarianceBackground(jnp.zeros(N), covariance)
+    if kind == "3dvar":
+        return ThreeDVarCycling(background)
+    return FourDVarCycling(background, window=lag, shift=1, mda=kind == "mda")
+
+
+def run(twin: Twin, method) -> tuple[xr.Dataset, dict]:
     start = time.perf_counter()
     out = cycle(
-        model,
-        ds,
-        first_guess,
+        twin.model,
+        twin.ds,
+        twin.first_guess,
         method=method,
-        solver=solver,
+        solver=SOLVER,
         noise=ScalarNoise(1.0),
+        t0=0.0,
         burn_in=BURN_IN,
     )
     wall = time.perf_counter() - start
-    # The filter analysis: the last analysed time of each window.
-    ends = out["rmse.a"].values.reshape(out.sizes["window"], -1)[:, -1]
-    end_times = out["time"].values.reshape(out.sizes["window"], -1)[:, -1]
-    after = end_times > out.attrs["t0"] + BURN_IN
-    return {
-        "rmse.a": out.attrs["rmse.a"],
+    windows = out.sizes["window"]
+    # The filter analysis: the newest (last analysed) time of each window; with a
+    # shift of one interval, every analysed time.
+    ends = out["rmse.a"].values.reshape(windows, -1)[:, -1]
+    end_times = out["time"].values.reshape(windows, -1)[:, -1]
+    after = end_times > BURN_IN
+    return out, {
+        "rmse.a": float(ends[after].mean()),
         "rmse.f": out.attrs["rmse.f"],
-        "rmse.a end": float(ends[after].mean()),
         "converged": float(out["converged"].mean()),
         "mean inner steps": float(out["num_steps"].mean()),
         "wall_s": wall,
-        "windows": int(out.sizes["window"]),
+        "windows": int(windows),
     }
+
+
+def estimate_background(train: Twin, kind: str, lag: int, start, iterations: int):
+    """Iterate ``B <- cov(background errors)`` on the training twin (at most
+    `iterations` times, stopping once the training ``rmse.a`` changes by less
+    than 1%), then pick the scaling of the last ``B`` among `SCALINGS` that gives
+    the lowest training ``rmse.a``."""
+    covariance, history, wall = start, [], 0.0
+    for _ in range(iterations):
+        out, result = run(train, make_method(kind, lag, covariance))
+        wall += result["wall_s"]
+        history.append(result["rmse.a"])
+        covariance = background_error_covariance(out, truth=train.ds["truth"])
+        if len(history) > 1 and abs(history[-1] - history[-2]) < 0.01 * history[-2]:
+            break
+    scores = {}
+    for scaling in SCALINGS:
+        _, result = run(train, make_method(kind, lag, scaling * covariance))
+        wall += result["wall_s"]
+        scores[scaling] = result["rmse.a"]
+    best = min(scores, key=scores.get)
+    return best * covariance, {"rmse.a": history, "scalings": scores}, wall
+
+
+def run_dapper(python: str, twin: Twin, specs: list[dict]) -> dict:
+    """DAPPER's methods on `twin`'s data, in a subprocess of `python`."""
+    driver = Path(__file__).parent / "_dapper_lorenz96.py"
+    observed = ~np.isnan(twin.ds["obs"].values).all(axis=1)
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "in.npz", Path(folder) / "out.json"
+        np.savez(
+            source,
+            truth=twin.ds["truth"].values,
+            obs=twin.ds["obs"].values[observed],
+            first_guess=twin.first_guess,
+            dt=DT,
+            every=twin.every,
+            burn_in=BURN_IN,
+            methods=json.dumps(specs),
+        )
+        done = subprocess.run([python, str(driver), str(source), str(target)])
+        if done.returncode != 0:
+            print(f"DAPPER's run failed (exit {done.returncode}).")
+            return {}
+        return json.loads(target.read_text())
+
+
+def dapper_python(option: str | None, enabled: bool) -> str | None:
+    if not enabled:
+        return None
+    if option is not None:
+        return option
+    return sys.executable if importlib.util.find_spec("dapper") else None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    quick = parser.parse_args().quick
-    # In time units: DAPPER's 1000 observations every step (50), every 4 (200).
-    span_3dvar, span_4dvar = (40.0, 40.0) if quick else (50.0, 200.0)
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument(
+        "--dapper-python",
+        help="a Python interpreter with DAPPER installed (default: this one, if "
+        "it can import dapper)",
+    )
+    parser.add_argument("--no-dapper", action="store_true", help="skip DAPPER")
+    args = parser.parse_args()
+    # Observation times of the test and the training twins (the longer the
+    # training, the better its estimate of B): 3DVar every step, 4DVar every 4.
+    if args.quick:
+        lengths, iterations = {1: (1000, 4000), 4: (300, 600)}, 3
+    else:
+        lengths, iterations = {1: (1000, 8000), 4: (1000, 2000)}, 6
+    python = dapper_python(args.dapper_python, not args.no_dapper)
+
+    # (name, kind, L, DAPPER's xB, DAPPER's documented rmse.a, clim run too)
+    experiments = [
+        ("3DVar", "3dvar", 1, 0.02, 0.41, True),
+        ("4DVar SDA L=1", "sda", 1, 0.2, 0.46, True),
+        ("4DVar SDA L=2", "sda", 2, 0.1, 0.39, True),
+        ("4DVar SDA L=4", "sda", 4, 0.02, 0.37, True),
+        ("4DVar MDA L=2", "mda", 2, 0.1, 0.39, False),
+        ("4DVar MDA L=4", "mda", 4, 0.02, 0.37, False),
+        ("4DVar MDA L=8", "mda", 8, 0.02, 0.33, False),
+    ]
+    if not args.quick:
+        experiments.append(("4DVar MDA L=12", "mda", 12, 0.02, 0.33, False))
+    twins = {}
+    for every, (test_length, train_length) in lengths.items():
+        twins[every] = (
+            make_twin(train_length, every, seed=1),  # training: estimates B
+            make_twin(test_length, every, seed=0),  # test: the table's numbers
+        )
+
+    dapper = {}
+    if python is not None:
+        for every in (1, 4):
+            specs = [
+                {"name": n, "kind": k, "lag": lag, "xB": x_b}
+                for n, k, lag, x_b, _, clim in experiments
+                if clim and (every == 1) == (k == "3dvar")
+            ]
+            dapper.update(run_dapper(python, twins[every][1], specs))
+
     rows = []
-
-    model, ds, fg, sqrt_clim = make_twin(round(span_3dvar / DT), every=1)
-
-    def background(x_b):
-        return MatrixBackground(jnp.zeros(N), jnp.asarray(np.sqrt(x_b) * sqrt_clim))
-
-    experiments = [("3DVar", 1, 1, 0.02, 0.41, ThreeDVarCycling(background(0.02)))]
-    for name, window, shift, x_b, dapper, method in experiments:
-        rows.append(
-            (name, 0.05, window, shift, x_b, dapper, run(model, ds, fg, method))
+    for name, kind, lag, x_b, reference, with_clim in experiments:
+        train, test = twins[1 if kind == "3dvar" else 4]
+        row = {"method": name, "kind": kind, "L": lag, "xB": x_b}
+        row["dapper_documented"] = reference
+        if with_clim:
+            _, row["clim"] = run(test, make_method(kind, lag, x_b * test.climatology))
+        start = x_b * train.climatology
+        covariance, history, wall = estimate_background(
+            train, kind, lag, start, iterations
         )
+        _, row["estimated"] = run(test, make_method(kind, lag, covariance))
+        row["estimated"]["training"] = history
+        row["estimated"]["training_wall_s"] = wall
+        if name in dapper:
+            row["dapper_run"] = dapper[name]
+        rows.append(row)
+        print(f"{name}: {row}", flush=True)
 
-    model, ds, fg, sqrt_clim = make_twin(round(span_4dvar / (4 * DT)), every=4)
-    configs = [(1, 1, 0.2, 0.46), (2, 1, 0.1, 0.39), (4, 1, 0.02, 0.37)]
-    configs += [(1, 1, 0.05, None), (4, 1, 0.01, None), (4, 4, 0.1, None)]
-    if not quick:
-        configs += [(8, 8, 0.05, 0.33), (6, 2, 0.02, 0.33)]
-    for window, shift, x_b, dapper in configs:
-        method = FourDVarCycling(background(x_b), window=window, shift=shift)
-        result = run(model, ds, fg, method)
-        rows.append(("4DVar", 0.2, window, shift, x_b, dapper, result))
-
-    header = "| method | dt obs | L | S | xB | DAPPER | rmse.a | rmse.a end | rmse.f "
-    print(header + "| converged | wall s |")
-    print("|" + "---|" * 11)
-    for name, dt_obs, window, shift, x_b, dapper, r in rows:
-        ref = "" if dapper is None else f"{dapper:.2f}"
-        print(
-            f"| {name} | {dt_obs} | {window} | {shift} | {x_b} | {ref} | "
-            f"{r['rmse.a']:.3f} | {r['rmse.a end']:.3f} | {r['rmse.f']:.3f} | "
-            f"{r['converged']:.2f} | {r['wall_s']:.1f} |"
-        )
-    try:
-        import dapper  # noqa: F401
-
-        print("DAPPER is installed, but the side-by-side run is not implemented yet.")
-    except ImportError:
-        print("DAPPER is not installed: no side-by-side run.")
-    RESULTS.parent.mkdir(exist_ok=True)
-    keys = ("method", "dt_obs", "window", "shift", "xB", "dapper_rmse_a")
+    table = markdown_table(rows, python is not None)
+    print(table)
     payload = {
-        "quick": quick,
-        "span_3dvar": span_3dvar,
-        "span_4dvar": span_4dvar,
+        "machine": machine_info(),
+        "quick": args.quick,
+        "observation_times": {
+            f"every {k} steps": {"test": v[0], "training": v[1]}
+            for k, v in lengths.items()
+        },
         "burn_in": BURN_IN,
-        "rows": [dict(zip(keys, row[:6]), **row[6]) for row in rows],
+        "b_iterations": iterations,
+        "rows": rows,
     }
-    RESULTS.write_text(json.dumps(payload, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "lorenz96.json").write_text(json.dumps(payload, indent=2))
+    (RESULTS / "lorenz96.md").write_text(table + "\n")
+
+
+def markdown_table(rows: list[dict], with_dapper: bool) -> str:
+    def number(value, digits=3):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    header = [
+        "method",
+        "DAPPER documented",
+        "DAPPER run" if with_dapper else None,
+        "clim B",
+        "estimated B",
+        "time ratio vs DAPPER" if with_dapper else None,
+        "converged",
+        "inner steps",
+        "wall s",
+    ]
+    header = [h for h in header if h is not None]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        clim, estimated = row.get("clim"), row["estimated"]
+        run_by_dapper = row.get("dapper_run")
+        cells = [
+            row["method"],
+            number(row["dapper_documented"], 2),
+            number(run_by_dapper and run_by_dapper["rmse.a"]) if with_dapper else None,
+            number(clim and clim["rmse.a"]),
+            number(estimated["rmse.a"]),
+            (
+                number(clim["wall_s"] / run_by_dapper["wall_s"], 2)
+                if with_dapper and clim and run_by_dapper
+                else ("" if with_dapper else None)
+            ),
+            number(estimated["converged"], 2),
+            number(estimated["mean inner steps"], 1),
+            number(estimated["wall_s"], 1),
+        ]
+        lines.append("| " + " | ".join(c for c in cells if c is not None) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from . import (
     costs as costs,
     dynamics as dynamics,
     io as io,
+    learning as learning,
     observations as observations,
     plotting as plotting,
     priors as priors,

@@ -7,7 +7,10 @@ from ._cycling_methods import (
     FourDVarCycling as FourDVarCycling,
     ThreeDVarCycling as ThreeDVarCycling,
 )
-from ._cycling_stats import cycling_statistics as cycling_statistics
+from ._cycling_stats import (
+    background_error_covariance as background_error_covariance,
+    cycling_statistics as cycling_statistics,
+)
 from ._twin import twin_experiment as twin_experiment
 from ._xarray import (
     observations_from_dataset as observations_from_dataset,

@@ -46,19 +46,23 @@ def _regular_times(times: np.ndarray, t0: float | None) -> tuple[float, float]:
 
 
 def _window_data(observations: Observations, keep: np.ndarray, method, num: int):
-    """Values and mask of the observations new to each window: ``(num, shift, ...)``."""
+    """Values and mask of the observations each window assimilates, ``(num,
+    assimilated, ...)``, and the indices of the times new to each window,
+    ``(num, shift)`` (where the window's analysis is reported)."""
     values = np.asarray(observations.values)[keep]
     mask = np.asarray(observations.mask)[keep]
-    first = method.window - method.shift
-    index = first + np.arange(num)[:, None] * method.shift + np.arange(method.shift)
-    return jnp.asarray(values[index]), jnp.asarray(mask[index]), index
+    starts = np.arange(num)[:, None] * method.shift
+    used = starts + method.window - method.assimilated + np.arange(method.assimilated)
+    new = starts + method.window - method.shift + np.arange(method.shift)
+    return jnp.asarray(values[used]), jnp.asarray(mask[used]), new
 
 
 @eqx.filter_jit
 def _run(dynamics, method, solver, operator, noise, xb, values, mask, interval):
-    first = method.window - method.shift + 1
+    first = method.window - method.assimilated + 1
     relative = np.arange(first, method.window + 1) * interval
     times = static_grid(relative, values.dtype)
+    new = method.window - method.shift + 1
 
     def one_window(xb, data):
         # The times are checked while traced (their eager check is not meant for
@@ -67,9 +71,8 @@ def _run(dynamics, method, solver, operator, noise, xb, values, mask, interval):
         observations = Observations(data[0], data[1], relative, operator, noise)
         observations = eqx.tree_at(lambda o: o.times, observations, times)
         out = method.analyse(dynamics, xb, observations, interval, solver)
-        new = (out.analysis[first:], out.forecast[first:])
-        step = (*new, out.converged, out.num_steps)
-        return out.analysis[method.shift], step
+        step = (out.analysis[new:], out.forecast[new:], xb)
+        return out.analysis[method.shift], (*step, out.converged, out.num_steps)
 
     return lax.scan(one_window, xb, (values, mask))
 
@@ -114,6 +117,7 @@ def cycle(
 
     **Returns:** a Dataset on the analysed observation times with `analysis` and
     `forecast` (the background forecast, before assimilation) states, per window
+    the `background` (the state the window starts from, at `window_start`),
     `converged` and `num_steps` (dim `window`), and with a truth `truth`,
     ``rmse.a``/``rmse.f`` per time and their time averages after `burn_in` in
     attrs (DAPPER's convention: the mean over time of the RMSE over space).
@@ -174,7 +178,7 @@ def cycle(
         )
         xb, out = _run(*args, xb, *part, interval)
         outputs.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
-    analysis, forecast, converged, steps = (
+    analysis, forecast, background, converged, steps = (
         np.concatenate(parts) for parts in zip(*outputs)
     )
     times = obs_times[index.reshape(-1)]
@@ -190,6 +194,9 @@ def cycle(
         ],
         combine_attrs="override",
     )
+    space_dims = ds["analysis"].dims[1:]
+    ds["background"] = (("window", *space_dims), background)
+    ds["background"].attrs = {"long_name": "background at the window start"}
     ds["converged"] = ("window", converged)
     ds["num_steps"] = ("window", steps)
     ds = ds.assign_coords(

@@ -15,7 +15,7 @@ from ..costs import (
     StrongConstraint4DVar,
     ThreeDVar,
 )
-from ..observations import Observations
+from ..observations import AbstractNoise, Observations
 from ..priors import AbstractBackground
 
 
@@ -39,6 +39,17 @@ def static_grid(times: np.ndarray, dtype) -> Float[Array, " grid"]:
         return jnp.asarray(times, dtype)
 
 
+class _InflatedNoise(AbstractNoise):
+    """``R`` multiplied by `factor`: multiple data assimilation (each observation
+    assimilated `factor` times, each time with weight ``1 / factor``)."""
+
+    noise: AbstractNoise
+    factor: float = eqx.field(static=True)
+
+    def whiten(self, residual: Float[Array, "*obs"]) -> Float[Array, "*obs"]:
+        return self.noise.whiten(residual) / np.sqrt(self.factor)
+
+
 def _cost(control, problem):
     return problem.cost(control)
 
@@ -53,8 +64,9 @@ class AbstractCyclingMethod(eqx.Module):
 
     A window starts at the time of its background ``xb`` and spans `window`
     observation intervals ``Δ``; consecutive windows start `shift` intervals
-    apart, and each window assimilates only the observations that no earlier
-    window has seen (those at ``(window - shift + 1) Δ, ..., window Δ``).
+    apart. A window assimilates its last `assimilated` observation times: by
+    default only those that no earlier window has seen (``(window - shift + 1) Δ,
+    ..., window Δ``; `assimilated` is `shift`).
 
     `background` is a template: its ``B`` (the `std` and any other field) is used
     in every window, its `xb` replaced by the cycled background.
@@ -65,6 +77,11 @@ class AbstractCyclingMethod(eqx.Module):
     # Observation intervals per window, and between consecutive window starts.
     window: eqx.AbstractVar[int]
     shift: eqx.AbstractVar[int]
+
+    @property
+    def assimilated(self) -> int:
+        """Observation times each window assimilates (the last ones of the window)."""
+        return self.shift
 
     @abc.abstractmethod
     def analyse(
@@ -138,10 +155,17 @@ class FourDVarCycling(AbstractCyclingMethod):
     - `window`: observation intervals per window (static, >= 1).
     - `shift`: intervals between window starts (static, ``1 <= shift <=
       window``; default `window`: consecutive, non-overlapping windows). With
-      ``shift < window`` the windows overlap and each one assimilates only its
-      last `shift` observation times, the others being already in its
-      background: the "single data assimilation" cycling of DAPPER's ``Var4D``
-      (``shift=1``) and of Bocquet & Sakov's iEnKS.
+      ``shift < window`` the windows overlap.
+    - `mda`: multiple data assimilation (static, default `False`). `False`
+      (single data assimilation, "SDA"): each window assimilates only its last
+      `shift` observation times, the others being already in its background
+      (with ``shift=1``, the cycling of DAPPER's ``Var4D(Lag=window)``).
+      `True`: each window assimilates all its `window` observation times with
+      ``R`` inflated by ``window / shift``, so that every observation, seen by
+      ``window / shift`` windows, has total weight one. With a long window
+      sliding by one interval, MDA starts every inner solve close to its
+      minimum (the quasi-static idea), which keeps long, non-convex windows
+      tractable; `shift` must divide `window`.
     - `control`: default `ControlVariable()`.
 
     **Cost:** per window one inner solve, each cost evaluation integrating
@@ -152,12 +176,14 @@ class FourDVarCycling(AbstractCyclingMethod):
 
     ??? cite "References"
 
-        Bocquet, Sakov. *An iterative ensemble Kalman smoother*. QJRMS 2014.
+        Bocquet, Sakov. *An iterative ensemble Kalman smoother*. QJRMS 2014 (SDA
+        and MDA cycling of 4DVar and of the iEnKS).
     """
 
     background: AbstractBackground
     window: int = eqx.field(static=True)
     shift: int = eqx.field(static=True)
+    mda: bool = eqx.field(static=True)
     control: AbstractControl
 
     def __init__(
@@ -166,11 +192,13 @@ class FourDVarCycling(AbstractCyclingMethod):
         *,
         window: int = 1,
         shift: int | None = None,
+        mda: bool = False,
         control: AbstractControl = ControlVariable(),
     ):
         self.background = background
         self.window = window
         self.shift = window if shift is None else shift
+        self.mda = mda
         self.control = control
 
     def __check_init__(self):
@@ -184,9 +212,27 @@ class FourDVarCycling(AbstractCyclingMethod):
                 "FourDVarCycling(shift=...) must be an int in "
                 f"[1, window={self.window}], got {self.shift!r}."
             )
+        if not isinstance(self.mda, bool):
+            raise TypeError(
+                f"FourDVarCycling(mda=...) must be a bool, got {self.mda!r}."
+            )
+        if self.mda and self.window % self.shift:
+            raise ValueError(
+                f"FourDVarCycling(mda=True): shift={self.shift} must divide "
+                f"window={self.window} (each observation is then seen by the same "
+                "number of windows)."
+            )
+
+    @property
+    def assimilated(self) -> int:
+        return self.window if self.mda else self.shift
 
     def analyse(self, dynamics, xb, observations, interval, solver):
         background = _with_mean(self.background, xb)
+        if self.mda and self.window > self.shift:
+            factor = self.window / self.shift
+            noise = _InflatedNoise(observations.noise, factor)
+            observations = eqx.tree_at(lambda o: o.noise, observations, noise)
         problem = StrongConstraint4DVar(
             dynamics, observations, background, t0=0.0, control=self.control
         )

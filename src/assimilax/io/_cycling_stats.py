@@ -2,6 +2,7 @@
 
 import numpy as np
 import xarray as xr
+from jaxtyping import Float
 
 from ._twin import TRUTH
 
@@ -59,3 +60,64 @@ def cycling_statistics(ds: xr.Dataset, *, burn_in: float = 0.0) -> xr.Dataset:
         }
     )
     return out
+
+
+def background_error_covariance(
+    ds: xr.Dataset,
+    *,
+    truth: xr.DataArray | None = None,
+    burn_in: float | None = None,
+) -> Float[np.ndarray, "n n"]:
+    """The sample covariance of the background errors of a cycled assimilation.
+
+    Run a training cycle (on a twin experiment, or a period with a reanalysis as
+    truth), estimate ``B`` from how wrong its backgrounds were, and cycle again
+    with it (`assimilax.priors.CovarianceBackground`): repeated two or three
+    times this converges to the static ``B`` that suits the method, a much
+    better one than a scaled climatological covariance.
+
+    **Arguments:**
+
+    - `ds`: the output of `cycle`, with its per-window `background` and
+      `window_start`.
+    - `truth`: the true states on a `time` coordinate that holds the window
+      starts (e.g. the `truth` of `twin_experiment`). Default: `ds`'s own
+      `truth`, on the analysed times (windows whose start is not one of them are
+      skipped).
+    - `burn_in`: windows starting at ``t <= t0 + burn_in`` are left out
+      (default: the `burn_in` attr of `ds`, else 0).
+
+    **Returns:** the ``(n, n)`` covariance (``n`` the state size, flattened) of
+    ``background - truth`` over the windows kept (about their mean).
+
+    **Raises:** `ValueError` when `ds` has no `background`, no truth is given or
+    found, or fewer than two windows are kept.
+    """
+    if "background" not in ds or "window_start" not in ds.coords:
+        raise ValueError(
+            "background_error_covariance: `ds` has no `background` per window "
+            "(give the output of `cycle`)."
+        )
+    if truth is None:
+        if TRUTH not in ds:
+            raise ValueError(
+                "background_error_covariance: `ds` has no `truth`; pass `truth=`."
+            )
+        truth = ds[TRUTH]
+    burn_in = float(ds.attrs.get("burn_in", 0.0)) if burn_in is None else burn_in
+    starts = ds["window_start"].values
+    t0 = float(ds.attrs.get("t0", starts[0]))
+    interval = float(ds.attrs.get("interval", 1.0))
+    available = truth["time"].values
+    found = np.isclose(
+        starts[:, None], available[None, :], rtol=0.0, atol=1e-6 * interval
+    )
+    keep = found.any(axis=1) & (starts > t0 + burn_in)
+    if keep.sum() < 2:
+        raise ValueError(
+            f"background_error_covariance: {int(keep.sum())} window(s) after the "
+            f"burn-in ({burn_in}) have a truth at their start; need >= 2."
+        )
+    true_states = truth.values[found[keep].argmax(axis=1)]
+    errors = ds["background"].values[keep] - true_states
+    return np.cov(errors.reshape(errors.shape[0], -1), rowvar=False)

@@ -71,9 +71,14 @@ class Observations(eqx.Module):
                 "Observations(values=...) must be a floating array with a leading "
                 f"time axis, got dtype {values.dtype} and shape {values.shape}."
             )
-        times = _check_times(
-            times, jnp.asarray(times, dtype=values.dtype), values.shape[0]
-        )
+        if is_concrete(times):
+            # Concrete times stay concrete under jit/vmap (a problem built there,
+            # e.g. per window in `fit`, needs its time grid to fix shapes).
+            with jax.ensure_compile_time_eval():
+                array_times = jnp.asarray(times, dtype=values.dtype)
+        else:
+            array_times = jnp.asarray(times, dtype=values.dtype)
+        times = _check_times(times, array_times, values.shape[0])
         obs_shape = values.shape[1:]
         if operator.state_shape is not None:
             expected = operator.obs_shape(operator.state_shape)

@@ -1,0 +1,13 @@
+"""Demos on embedded defaults (data generated, nothing to download), run by
+``assimilax demo NAME``: each module has ``main(out, quick, seed) -> dict``.
+
+- `assimilax.demos.heat`: learn the diffusivity of a heat equation through 4DVar
+  with `fit` (`Implicit` and `Unrolled` hypergradients).
+- `assimilax.demos.lorenz96`: cycled 4DVar on Lorenz-96 with a background
+  covariance learnt from a training cycle.
+"""
+
+from . import heat as heat, lorenz96 as lorenz96
+
+
+DEMOS = {"heat": heat, "lorenz96": lorenz96}

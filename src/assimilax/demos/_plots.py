@@ -1,0 +1,24 @@
+"""Saving a demo's figure when matplotlib is there (an optional dependency)."""
+
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+
+def save_figure(
+    draw: Callable[[Any, Any], None], data: Any, path: pathlib.Path
+) -> bool:
+    """Draw `data` on a new figure with ``draw(data, figure)`` and save it as PNG.
+
+    Uses `matplotlib.figure.Figure` directly (no pyplot, no GUI backend). Returns
+    `False`, with a note on stdout, when matplotlib is not installed.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        print(f"matplotlib is not installed: no plot ({path.name}).")
+        return False
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    draw(data, figure)
+    figure.savefig(path, dpi=100)
+    return True

@@ -1,0 +1,15 @@
+"""The learning layer: outer loops through the argmin, learned priors' pretraining,
+learned solvers."""
+
+from ._fit import fit as fit, FitResult as FitResult
+from ._lista import (
+    ista_iterates as ista_iterates,
+    LISTA as LISTA,
+    train_lista as train_lista,
+)
+from ._pretrain import (
+    AbstractPretrainingObjective as AbstractPretrainingObjective,
+    Autoencoding as Autoencoding,
+    Denoising as Denoising,
+    pretrain_prior as pretrain_prior,
+)

@@ -1,0 +1,297 @@
+"""`fit`: learn parameters through the argmin of a batch of assimilation windows."""
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.tree_util as jtu
+import numpy as np
+import optax
+import xarray as xr
+from jaxtyping import Array, PyTree
+
+from ..bilevel import (
+    AbstractHypergradient,
+    AbstractInnerSolver,
+    FiniteDifference,
+    Implicit,
+)
+from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ._step import evaluate, initial_states, StepConfig, train_step
+from ._windows import batch_indices, split, stack_windows, take
+
+
+class FitResult(eqx.Module):
+    """What `fit` returns.
+
+    - `params`: the learnt parameters (the last finite ones), the pytree given.
+    - `history`: an `xarray.Dataset` over `step` (see `fit`).
+    - `stopped`: `None` when all steps ran, else why the run stopped early.
+    """
+
+    params: PyTree
+    history: xr.Dataset
+    stopped: str | None = eqx.field(static=True, default=None)
+
+
+def _scalar_leaves(trainable: PyTree) -> dict[str, Array]:
+    """Trainable scalar parameters by name (their key path), for the history."""
+    named = {}
+    for path, leaf in jtu.tree_flatten_with_path(trainable)[0]:
+        if eqx.is_array(leaf) and leaf.size == 1:
+            name = jtu.keystr(path).strip(".").replace("']['", ".")
+            name = name.replace("['", "").replace("']", "").replace("[", ".")
+            name = name.replace("]", "").replace(".", "_").strip("_") or "value"
+            named[f"params.{name}"] = leaf
+    return named
+
+
+def _check_arguments(steps, epochs, batch_size, num_train, checkpoint_dir, resume):
+    if (steps is None) == (epochs is None):
+        raise ValueError("fit: give exactly one of `steps` and `epochs`.")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"fit(steps=...) must be an int >= 1, got {steps!r}.")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"fit(epochs=...) must be an int >= 1, got {epochs!r}.")
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= num_train:
+        raise ValueError(
+            f"fit(batch_size=...) must be an int in [1, {num_train}] (the number of "
+            f"training windows), got {batch_size!r}."
+        )
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit(resume=True) needs `checkpoint_dir`.")
+
+
+def fit(
+    problem_fn: Callable[[PyTree, PyTree], Any],
+    outer_loss: Callable[[PyTree, PyTree, PyTree], Array],
+    params: PyTree,
+    data: Any,
+    *,
+    optimiser: optax.GradientTransformation,
+    solver: AbstractInnerSolver,
+    hypergradient: AbstractHypergradient = Implicit(warm_start=True),
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 1,
+    trainable: PyTree | Callable[[Any], bool] = eqx.is_inexact_array,
+    validation: float = 0.0,
+    validate_every: int = 10,
+    warm_start: bool | None = None,
+    key: Array | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    progress: bool = False,
+) -> FitResult:
+    """Learn `params` through the inner argmin of every assimilation window.
+
+    Minimises the mean over windows of ``outer_loss(x*(params, window), params,
+    window)``, where ``x*`` is the minimiser of ``problem_fn(params,
+    window).cost``, by `optimiser` steps on batches of windows. Hypergradients
+    come from `hypergradient` (any strategy: `Implicit`, `Unrolled`,
+    `Truncated`, `ForwardMode`, `GradientFlowAdjoint`...).
+
+    **Arguments:**
+
+    - `problem_fn`: ``(params, window) -> problem``, a module with
+      ``cost(control)`` and ``first_guess()`` (every `assimilax.costs` problem;
+      or your own), and optionally ``to_state(control)``.
+    - `outer_loss`: ``(state, params, window) -> scalar``, with ``state`` the
+      analysis (``problem.to_state`` of the minimiser): e.g. its error against a
+      `truth` of the window (supervised), or its misfit to held-out
+      observations (unsupervised).
+    - `params`: the initial parameters, any pytree (Equinox modules included).
+    - `data`: the windows: an `xarray.Dataset` with a `window` (or `sample`) dim
+      (``window`` is then a dict of its variables, one window's slice each), a
+      pytree of arrays with a leading window axis, or a list of per-window
+      pytrees.
+    - `optimiser`: an optax `GradientTransformation`.
+    - `solver`: the inner solver (e.g. `LBFGS`); `hypergradient` the strategy.
+    - `steps` or `epochs` (exactly one); `batch_size` windows per step (a
+      `vmap`); an epoch is ``num_train // batch_size`` steps, in a fresh random
+      order each epoch.
+    - `trainable`: which leaves of `params` are learnt: a filter (default: every
+      floating array) or a pytree of bools, as for `eqx.partition`.
+    - `validation`: the fraction of windows held out (default none), evaluated
+      every `validate_every` steps and at the end (cold inner solves).
+    - `warm_start`: start each window's inner solve from its last solution, and
+      `Implicit`'s backward solve from its last adjoints. Default (`None`): on
+      for `Implicit` and `FiniteDifference`, whose hypergradients hold at the
+      minimiser wherever the solve starts; off for the strategies that
+      differentiate the iterations (`Unrolled`, `Truncated`, `ForwardMode`,
+      `GradientFlowAdjoint`): from a converged warm start they would see no
+      step, hence a zero hypergradient.
+    - `key`: a `jax.random.key` for the split and the batch order (default
+      ``key(0)``).
+    - `checkpoint_dir`, `checkpoint_every`: write a checkpoint (parameters,
+      optimiser state, warm starts, history) every so many steps and at the end;
+      `resume=True` continues from the newest checkpoint there (or starts fresh
+      when there is none), drawing the same batches as an uninterrupted run.
+    - `progress`: show a tqdm bar with the loss and the inner solves.
+
+    **Returns:** a `FitResult` with the learnt `params` and the `history`, an
+    `xarray.Dataset` over `step` with `loss` (batch mean, at the parameters
+    before the step's update), `validation_loss` (NaN between evaluations),
+    `grad_norm`, `inner_steps` (mean per window), `inner_failures` (windows whose
+    inner or linear solve failed: not converged within `max_steps`, non-finite),
+    `linear_steps` (mean backward solve iterations, `Implicit` only), `wall_s`,
+    and one ``params.NAME`` per trainable scalar.
+
+    **Failures:** a non-finite loss or hypergradient stops the run: its update
+    is not applied, the last parameters with a finite loss and hypergradient are
+    returned (and
+    checkpointed, with the history up to them), `stopped` says why, and a
+    `RuntimeWarning` is issued; the returned history also holds the failed step. Failed
+    inner solves are counted in `inner_failures` and shown in the progress bar.
+
+    **Raises:** `ValueError` for bad arguments (both or neither of `steps` and
+    `epochs`, a batch larger than the training set, a `validation` fraction
+    outside ``[0, 1)``, `resume` without `checkpoint_dir`, a checkpoint from a
+    different run); `TypeError` for an `optimiser` that is not an optax one.
+    """
+    if not isinstance(optimiser, optax.GradientTransformation):
+        raise TypeError(
+            "fit(optimiser=...) must be an optax GradientTransformation such as "
+            f"optax.adam(1e-2), got {type(optimiser).__name__}."
+        )
+    key = jax.random.key(0) if key is None else key
+    split_key, batch_key = jax.random.split(key)
+    windows, num = stack_windows(data)
+    train_index, valid_index = split(num, validation, split_key)
+    train_windows = take(windows, train_index)
+    valid_windows = take(windows, valid_index) if valid_index.size else None
+    num_train = train_index.size
+    _check_arguments(steps, epochs, batch_size, num_train, checkpoint_dir, resume)
+    if epochs is not None:
+        steps = epochs * (num_train // batch_size)
+    if warm_start is None:
+        warm_start = isinstance(hypergradient, Implicit | FiniteDifference)
+    config = StepConfig(problem_fn, outer_loss, optimiser, solver, hypergradient)
+    trainable_part, static = eqx.partition(params, trainable)
+    opt_state = optimiser.init(trainable_part)
+    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    meta = {"num_windows": num, "batch_size": batch_size, "num_train": num_train}
+
+    start, records, states = 0, [], None
+    folder = latest_checkpoint(checkpoint_dir) if resume else None
+    if folder is not None:
+        like_states = (
+            jax.eval_shape(
+                lambda t: initial_states(config, eqx.combine(t, static), train_windows),
+                trainable_part,
+            )
+            if warm_start
+            else None
+        )
+        like = (trainable_part, opt_state, like_states)
+        (trainable_part, opt_state, states), saved = load_checkpoint(folder, like)
+        for name in meta:
+            if saved[name] != meta[name]:
+                raise ValueError(
+                    f"fit(resume=True): the checkpoint in {checkpoint_dir} has "
+                    f"{name}={saved[name]}, this run {meta[name]}."
+                )
+        start, records = saved["step"], saved["records"]
+    elif warm_start:
+        states = initial_states(config, params, train_windows)
+
+    def save(step: int) -> None:
+        if checkpoint_dir is not None:
+            arrays = (trainable_part, opt_state, states)
+            save_checkpoint(
+                checkpoint_dir, step, arrays, {**meta, "step": step, "records": records}
+            )
+
+    def validate(current) -> float:
+        return float(evaluate(config, current, valid_windows))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc="fit")
+    stopped, last_finite = None, None
+    for step in range(start, steps):
+        tick = time.perf_counter()
+        batch = batch_indices(step, num_train, batch_size, batch_key)
+        batch_states = None if states is None else take(states, batch)
+        current = eqx.combine(trainable_part, static)
+        before = (trainable_part, opt_state, states)
+        scalars = {k: float(v) for k, v in _scalar_leaves(trainable_part).items()}
+        trainable_part, opt_state, new_states, record = train_step(
+            config,
+            trainable_part,
+            static,
+            opt_state,
+            take(train_windows, batch),
+            batch_states,
+        )
+        record = {k: float(v) for k, v in record.items()}
+        if states is not None:
+            states = jtu.tree_map(
+                lambda all_, new: all_.at[batch].set(new), states, new_states
+            )
+        due = valid_windows is not None and (
+            (step + 1) % validate_every == 0 or step + 1 == steps
+        )
+        record["validation_loss"] = validate(current) if due else float("nan")
+        record["wall_s"] = time.perf_counter() - tick
+        record.update(scalars)
+        finite = bool(record.pop("finite"))
+        records.append(record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{record['loss']:.3g}",
+                inner=f"{record['inner_steps']:.0f}",
+                failed=int(record["inner_failures"]),
+            )
+        if not finite:
+            stopped = (
+                f"non-finite loss or hypergradient at step {step}; the parameters "
+                f"returned are the last ones with a finite loss and hypergradient "
+                f"(those of step {max(step - 1, 0)})."
+            )
+            warnings.warn(f"fit stopped: {stopped}", RuntimeWarning, stacklevel=2)
+            if last_finite is not None:
+                trainable_part, opt_state, states = last_finite
+                good = records[: step - 1]
+                records_all, records[:] = list(records), good
+                save(step - 1)
+                records[:] = records_all
+            break
+        last_finite = before
+        if checkpoint_dir is not None and (
+            (step + 1) % checkpoint_every == 0 or step + 1 == steps
+        ):
+            save(step + 1)
+    if bar is not None:
+        bar.close()
+    history = _history(records)
+    history.attrs.update(
+        num_windows=num,
+        num_train=num_train,
+        num_validation=int(valid_index.size),
+        batch_size=batch_size,
+        steps=steps,
+        hypergradient=repr(hypergradient),
+        solver=repr(solver),
+    )
+    return FitResult(eqx.combine(trainable_part, static), history, stopped)
+
+
+def _history(records: list[dict[str, float]]) -> xr.Dataset:
+    names = sorted({name for record in records for name in record})
+    data = {
+        name: ("step", np.asarray([r.get(name, np.nan) for r in records], float))
+        for name in names
+    }
+    history = xr.Dataset(data, coords={"step": np.arange(len(records))})
+    if "inner_failures" in history:
+        history["inner_failures"] = history["inner_failures"].astype(int)
+    return history

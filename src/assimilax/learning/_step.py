@@ -1,0 +1,197 @@
+"""One outer step of `fit`: hypergradients of a batch of windows, and the update.
+
+Per window, the problem is built from the parameters (``problem_fn(params,
+window)``), its inner solve is warm-started from the window's `OuterState`, and
+`value_and_hypergrad` gives the outer loss and its gradient with respect to the
+problem's leaves; the VJP of ``problem_fn`` carries it back to the parameters,
+plus the direct dependence of the outer loss on them. The batch is a `vmap`.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import optax
+from jaxtyping import Array, PyTree
+
+from .._results import RESULTS
+from ..bilevel import (
+    AbstractHypergradient,
+    AbstractInnerSolver,
+    argmin,
+    Implicit,
+    OuterState,
+    value_and_hypergrad,
+)
+from ..bilevel._iterate import stop_gradient_tree
+
+
+class StepConfig(eqx.Module):
+    """What stays fixed over a run (static under `jit`)."""
+
+    problem_fn: Callable = eqx.field(static=True)
+    outer_loss: Callable = eqx.field(static=True)
+    optimiser: optax.GradientTransformation = eqx.field(static=True)
+    solver: AbstractInnerSolver
+    hypergradient: AbstractHypergradient
+
+
+def _cost(control, problem):
+    return problem.cost(control)
+
+
+def to_state(problem: Any, control: PyTree) -> PyTree:
+    """The state of a control (`problem.to_state` when the problem has one)."""
+    convert = getattr(problem, "to_state", None)
+    return control if convert is None else convert(control)
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def _add(a, b):
+    return jtu.tree_map(
+        lambda x, y: x if y is None else (y if x is None else x + y),
+        a,
+        b,
+        is_leaf=_is_none,
+    )
+
+
+def _one_window(config: StepConfig, trainable, static, window, state):
+    def build(t):
+        return config.problem_fn(eqx.combine(t, static), window)
+
+    problem, pullback = eqx.filter_vjp(build, trainable)
+    params = stop_gradient_tree(eqx.combine(trainable, static))
+
+    def loss_on(control, problem):
+        return config.outer_loss(to_state(problem, control), params, window)
+
+    loss, problem_grads, new_state, info = value_and_hypergrad(
+        loss_on,
+        _cost,
+        problem.first_guess(),
+        problem,
+        solver=config.solver,
+        hypergradient=config.hypergradient,
+        state=state,
+        throw=False,
+    )
+    (grads,) = pullback(problem_grads)
+    # The outer loss may also depend on the parameters directly (e.g. a penalty).
+    analysis = stop_gradient_tree(to_state(problem, new_state.x))
+    direct = eqx.filter_grad(
+        lambda t: config.outer_loss(analysis, eqx.combine(t, static), window)
+    )(trainable)
+    grads = _add(grads, direct)
+    linear_steps = (
+        jnp.asarray(jnp.nan)
+        if info.linear is None
+        else jnp.asarray(info.linear.num_steps, dtype=float)
+    )
+    diagnostics = {
+        "inner_steps": info.inner.num_steps,
+        "inner_failed": info.result != RESULTS.successful,
+        "linear_steps": linear_steps,
+    }
+    return loss, grads, new_state, diagnostics
+
+
+def _mean(tree):
+    return jtu.tree_map(lambda a: jnp.mean(a, axis=0), tree)
+
+
+def _all_finite(tree) -> Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _global_norm(tree) -> Array:
+    leaves = jtu.tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(0.0)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+@eqx.filter_jit
+def train_step(config: StepConfig, trainable, static, opt_state, windows, states):
+    """One outer step on a batch; the update is skipped when anything is not finite.
+
+    **Returns:** ``(trainable, opt_state, states, record)`` where `record` holds
+    the batch-mean loss, the gradient norm, `finite`, and the inner/linear solve
+    diagnostics.
+    """
+
+    def one(window, state):
+        return _one_window(config, trainable, static, window, state)
+
+    losses, grads, new_states, diagnostics = jax.vmap(one)(windows, states)
+    loss, grads = jnp.mean(losses), _mean(grads)
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    # Optax mixes Python floats and int32 counters (Adam's bias correction):
+    # standard promotion for it, whatever the user's (strict) setting.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, new_opt_state = config.optimiser.update(grads, opt_state, trainable)
+    new_trainable = eqx.apply_updates(trainable, updates)
+
+    def keep_if_finite(new, old):
+        return jtu.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    record = {
+        "loss": loss,
+        "grad_norm": _global_norm(grads),
+        "finite": finite,
+        "inner_steps": jnp.mean(jnp.asarray(diagnostics["inner_steps"], dtype=float)),
+        "inner_failures": jnp.sum(diagnostics["inner_failed"]),
+        "linear_steps": jnp.mean(diagnostics["linear_steps"]),
+    }
+    return (
+        keep_if_finite(new_trainable, trainable),
+        keep_if_finite(new_opt_state, opt_state),
+        None if states is None else keep_if_finite(new_states, states),
+        record,
+    )
+
+
+def _solve(config: StepConfig, params, window):
+    problem = config.problem_fn(params, window)
+    sol = argmin(
+        _cost, problem.first_guess(), problem, solver=config.solver, throw=False
+    )
+    return problem, sol
+
+
+@eqx.filter_jit
+def initial_states(config: StepConfig, params, windows) -> OuterState:
+    """The warm-start state of every window: its inner solution at `params`.
+
+    Its structure is the one `value_and_hypergrad` returns (zero adjoints for a
+    warm-started `Implicit`), so that every outer step runs one compiled program.
+    """
+
+    def one(window):
+        _, sol = _solve(config, params, window)
+        strategy = config.hypergradient
+        adjoints = ()
+        if isinstance(strategy, Implicit) and strategy.warm_start:
+            zeros = jtu.tree_map(jnp.zeros_like, sol.value)
+            adjoints = (zeros,) * strategy.warm_start_memory
+        return OuterState(sol.value, adjoints, sol.stats.initial_grad_norm)
+
+    return jax.vmap(one)(windows)
+
+
+@eqx.filter_jit
+def evaluate(config: StepConfig, params, windows) -> Array:
+    """The mean outer loss over `windows` (cold inner solves, no gradient)."""
+
+    def one(window):
+        problem, sol = _solve(config, params, window)
+        return config.outer_loss(to_state(problem, sol.value), params, window)
+
+    return jnp.mean(jax.vmap(one)(windows))

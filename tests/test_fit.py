@@ -1,0 +1,183 @@
+"""`fit`: the outer loop (float64): recovery of a known parameter, warm starts,
+checkpoints and resume after SIGKILL, failures, bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import xarray as xr
+
+import assimilax as ax
+from assimilax.demos import heat
+from assimilax.learning import fit
+
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _fit_scripts import outer_loss, problem_fn, ridge_windows, run, SOLVER  # noqa: E402
+
+
+@pytest.mark.parametrize("hypergradient", [ax.Implicit(), ax.Unrolled()], ids=str)
+def test_heat_kappa_recovered_from_twice_the_truth(hypergradient):
+    # Issue 4, acceptance 1: n=128, kappa_true=0.5, every 4th point observed
+    # every 5 steps, noise 5% of the signal std, 16 windows, kappa0 = 2 kappa.
+    example = heat
+    windows, noise = example.make_windows(16)
+    result = example.learn(hypergradient, windows, noise, steps=40)
+    KAPPA = example.KAPPA
+    kappa = float(jnp.exp(result.params["log_kappa"]))
+    assert abs(kappa - KAPPA) / KAPPA < 0.02, kappa
+    history = result.history
+    assert result.stopped is None
+    assert history.sizes["step"] == 40
+    assert int(history["inner_failures"].sum()) == 0
+    # The outer loop converged: the loss fell and the hypergradient vanished.
+    assert history["loss"][-1] < 0.25 * history["loss"][0]
+    assert history["grad_norm"][-1] < 1e-2 * history["grad_norm"][0]
+    np.testing.assert_allclose(
+        np.exp(history["params.log_kappa"][0]), 2 * KAPPA, rtol=1e-12
+    )
+
+
+def test_warm_starts_and_dataset_input():
+    windows = ridge_windows()
+    ds = xr.Dataset(
+        {name: (("window", "x"), np.asarray(value)) for name, value in windows.items()}
+    )
+    common = dict(optimiser=optax.adam(0.1), solver=SOLVER, steps=6, batch_size=4)
+    warm = fit(problem_fn, outer_loss, {"log_weight": jnp.asarray(0.0)}, ds, **common)
+    cold = fit(
+        problem_fn,
+        outer_loss,
+        {"log_weight": jnp.asarray(0.0)},
+        ds,
+        warm_start=False,
+        **common,
+    )
+    # Same hypergradients (Implicit at converged minimisers), fewer inner steps.
+    np.testing.assert_allclose(
+        warm.params["log_weight"], cold.params["log_weight"], rtol=1e-6
+    )
+    assert warm.history["inner_steps"].mean() < cold.history["inner_steps"].mean()
+    assert np.isfinite(warm.history["linear_steps"]).all()
+
+
+def test_closed_form_optimum():
+    # The outer optimum of the ridge problem is known: per coordinate the
+    # minimiser is y / (1 + w), and the best w over the data solves a scalar
+    # least-squares problem; check it by brute force over a fine grid.
+    windows = ridge_windows()
+    y, truth = np.asarray(windows["y"]), np.asarray(windows["truth"])
+    grid = np.exp(np.linspace(-3, 3, 20001))
+    losses = [np.mean((y / (1 + w) - truth) ** 2) for w in grid]
+    best = grid[int(np.argmin(losses))]
+    result = fit(
+        problem_fn,
+        outer_loss,
+        {"log_weight": jnp.asarray(0.0)},
+        windows,
+        optimiser=optax.adam(0.05),
+        solver=SOLVER,
+        steps=300,
+        batch_size=12,
+    )
+    np.testing.assert_allclose(np.exp(result.params["log_weight"]), best, rtol=1e-3)
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+    script = Path(__file__).parent / "_fit_scripts.py"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    first = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(first), str(tmp_path / "unused.npy")]
+        + ["--sleep", "0.05"],
+        env=env,
+    )
+    deadline = time.monotonic() + 240
+    latest = first / "LATEST"
+    while time.monotonic() < deadline:
+        if latest.exists() and latest.read_text().strip() >= "step_00000004":
+            break
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = latest.read_text().strip()
+    assert "step_00000004" <= killed_at < "step_00000012", killed_at
+    resumed = tmp_path / "resumed.npy"
+    subprocess.run(
+        [sys.executable, str(script), str(first), str(resumed), "--resume"],
+        env=env,
+        check=True,
+    )
+    uninterrupted = run(tmp_path / "whole").params["log_weight"]
+    np.testing.assert_allclose(np.load(resumed), uninterrupted, rtol=1e-12)
+
+
+def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
+    def exploding(x, params, window):
+        bad = params["log_weight"] > 0.25  # reached after a few steps up
+        return jnp.where(bad, jnp.nan, outer_loss(x, params, window))
+
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        result = fit(
+            problem_fn,
+            exploding,
+            {"log_weight": jnp.asarray(0.0)},
+            ridge_windows(),
+            optimiser=optax.sgd(0.2),
+            solver=SOLVER,
+            steps=50,
+            batch_size=12,
+            checkpoint_dir=tmp_path,
+        )
+    assert result.stopped is not None and "non-finite" in result.stopped
+    last = float(result.params["log_weight"])
+    # The last parameters with a finite loss: below the threshold, and the step
+    # before the one that failed.
+    assert 0.0 < last <= 0.25, last
+    history = result.history
+    failed = history.sizes["step"] - 1
+    assert failed < 49 and np.isnan(history["loss"][failed])
+    np.testing.assert_allclose(last, history["params.log_weight"][failed - 1])
+    assert (tmp_path / "LATEST").exists()
+
+
+def test_bad_arguments():
+    params, windows = {"log_weight": jnp.asarray(0.0)}, ridge_windows()
+    common = dict(optimiser=optax.adam(0.1), solver=SOLVER)
+    with pytest.raises(ValueError, match="exactly one of `steps` and `epochs`"):
+        fit(problem_fn, outer_loss, params, windows, steps=2, epochs=1, **common)
+    with pytest.raises(ValueError, match="batch_size=...\\) must be an int in"):
+        fit(problem_fn, outer_loss, params, windows, steps=2, batch_size=99, **common)
+    with pytest.raises(ValueError, match="validation=...\\) must be in"):
+        fit(problem_fn, outer_loss, params, windows, steps=2, validation=1.0, **common)
+    with pytest.raises(ValueError, match="resume=True\\) needs `checkpoint_dir`"):
+        fit(problem_fn, outer_loss, params, windows, steps=2, resume=True, **common)
+    with pytest.raises(ValueError, match="`window` or `sample` dim"):
+        fit(
+            problem_fn,
+            outer_loss,
+            params,
+            xr.Dataset({"y": ("x", np.zeros(3))}),
+            steps=2,
+            **common,
+        )
+    # Under the suite's jaxtyping hook the annotation is checked first; both
+    # messages name the argument.
+    with pytest.raises(TypeError, match="optimiser"):
+        fit(
+            problem_fn,
+            outer_loss,
+            params,
+            windows,
+            steps=2,
+            optimiser="adam",
+            solver=SOLVER,
+        )
