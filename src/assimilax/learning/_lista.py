@@ -18,6 +18,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import ScalarLike
+from .._promotion import optax_promotion
 from ..bilevel import L1, ProximalGradient
 
 
@@ -306,7 +307,7 @@ def _train_step(net, opt_state, observations, targets, batch, optimiser):
     params = eqx.filter(net, eqx.is_inexact_array)
     # Optax mixes Python floats and int32 counters (Adam's bias correction):
     # standard promotion for it, whatever the user's (strict) setting.
-    with jax.numpy_dtype_promotion("standard"):
+    with optax_promotion():
         updates, opt_state = optimiser.update(grads, opt_state, params)
     return eqx.apply_updates(net, updates), opt_state, loss
 
@@ -374,7 +375,7 @@ def train_lista(
     epochs = -(-steps // per_epoch)
     order = jax.vmap(lambda k: jr.permutation(k, examples))(jr.split(key, epochs))
     batches = order[:, : per_epoch * batch_size].reshape(-1, batch_size)[:steps]
-    with jax.numpy_dtype_promotion("standard"):
+    with optax_promotion():
         opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
     indices = range(steps)
     if progress:

@@ -14,6 +14,7 @@ import xarray as xr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import Scalar
+from .._promotion import optax_promotion
 from ..io._dims import TIME
 from ..priors import Standardised
 
@@ -283,7 +284,7 @@ def pretrain_prior(
         # Optax mixes Python floats with int32 step counters (``decay**count``):
         # standard promotion while it is traced, whatever the user's setting. The
         # weights keep their dtype (`apply_updates` casts the updates).
-        with jax.numpy_dtype_promotion("standard"):
+        with optax_promotion():
             updates, opt_state = optimiser.update(
                 grads, opt_state, eqx.filter(net, eqx.is_inexact_array)
             )
@@ -301,7 +302,7 @@ def pretrain_prior(
         return validate(net, valid, valid_key) if n_valid else nan
 
     initial = validation(net)
-    with jax.numpy_dtype_promotion("standard"):
+    with optax_promotion():
         opt_state = optimiser.init(eqx.filter(net, eqx.is_inexact_array))
     indices = range(steps)
     if progress:

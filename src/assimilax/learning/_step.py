@@ -17,6 +17,7 @@ import jax.tree_util as jtu
 import optax
 from jaxtyping import Array, PyTree
 
+from .._promotion import optax_promotion
 from .._results import RESULTS
 from ..bilevel import (
     AbstractHypergradient,
@@ -133,9 +134,7 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
     losses, grads, new_states, diagnostics = jax.vmap(one)(windows, states)
     loss, grads = jnp.mean(losses), _mean(grads)
     finite = jnp.isfinite(loss) & _all_finite(grads)
-    # Optax mixes Python floats and int32 counters (Adam's bias correction):
-    # standard promotion for it, whatever the user's (strict) setting.
-    with jax.numpy_dtype_promotion("standard"):
+    with optax_promotion():
         updates, new_opt_state = config.optimiser.update(grads, opt_state, trainable)
     new_trainable = eqx.apply_updates(trainable, updates)
 

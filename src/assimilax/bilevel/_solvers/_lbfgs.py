@@ -11,8 +11,8 @@ import lineax as lx
 import optax
 
 from ..._custom_types import Args, Objective, X
+from ..._promotion import optax_promotion as _optax_promotion
 from ._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot, value_and_grad
-from ._optax import _optax_promotion
 
 
 class _LBFGSExtra(eqx.Module):

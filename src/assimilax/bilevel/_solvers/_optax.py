@@ -1,22 +1,11 @@
 """Any Optax gradient transformation as an inner solver."""
 
 import equinox as eqx
-import jax
 import optax
 
 from ..._custom_types import Args, Objective, X
+from ..._promotion import optax_promotion as _optax_promotion
 from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
-
-
-def _optax_promotion():
-    """Standard dtype promotion while Optax code is traced.
-
-    Optax mixes Python floats with its int32 step counters (``decay**count``), which
-    ``jax_numpy_dtype_promotion="strict"`` rejects; lineax guards its own internals
-    the same way. The iterate's dtype is unaffected: `optax.apply_updates` casts
-    updates to it.
-    """
-    return jax.numpy_dtype_promotion("standard")
 
 
 class OptaxSolver(AbstractInnerSolver):
