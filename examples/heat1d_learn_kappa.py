@@ -4,7 +4,8 @@ The code lives in `assimilax.demos.heat` (``src/assimilax/demos/heat.py``), whic
 ``assimilax demo heat`` also runs: sixteen windows of a 1D heat equation (n=128,
 true ``kappa = 0.5``, every 4th point observed every 5 steps, noise 5% of the
 signal's std), strong-constraint 4DVar inside, `fit` learning ``log kappa`` from
-twice the truth with `Implicit` and `Unrolled` hypergradients. Prints a table and
+twice the truth with `Implicit`, `Unrolled` and `GradientFlowAdjoint`
+hypergradients. Prints a table and
 saves ``heat1d_learn_kappa.png`` and ``heat1d_learn_kappa.nc``.
 
     python examples/heat1d_learn_kappa.py [--out examples/output] [--quick]

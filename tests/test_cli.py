@@ -18,6 +18,8 @@ pytest.importorskip("matplotlib")
         ("lorenz96", "lorenz96_cycling"),
         # The heat demo's `fit` is also what tests/test_fit.py checks.
         pytest.param("heat", "heat1d_learn_kappa", marks=pytest.mark.slow),
+        # Pretraining, 4DVar with a learned prior and fine-tuning: ~2 minutes.
+        pytest.param("pnp", "pnp_heat2d", marks=pytest.mark.slow),
     ],
 )
 def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
@@ -33,8 +35,17 @@ def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
         ]
         clim, learnt = (float(row.split()[-2]) for row in rows[:2])
         assert learnt < clim, printed
-    else:
+    elif name == "heat":
         assert "Implicit" in printed and "Unrolled" in printed
+        assert "GradientFlowAdjoint" in printed
+    else:
+        # Every method is scored on the held-out windows, the prior beats none.
+        with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
+            rmse = ds["rmse"].mean("window")
+            assert rmse.sizes["method"] == 4
+            assert float(rmse.sel(method="pretrained, zero-shot")) < float(
+                rmse.sel(method="no prior")
+            )
 
 
 def test_bad_demo_name_is_a_usage_error(capsys):

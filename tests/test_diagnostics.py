@@ -164,3 +164,44 @@ def test_value_and_hypergrad_matches_grad_for_each_strategy():
             state.x, jnp.linalg.solve(jax.hessian(fn)(state.x, theta), theta), rtol=1e-9
         )
         assert eqx.is_array(loss) and loss.shape == ()
+
+
+def test_warm_start_never_zeroes_iteration_hypergradients():
+    # From a converged `state.x` the iteration takes no step: differentiating it
+    # would give a zero hypergradient. `Unrolled` and `ForwardMode` are therefore
+    # started from x0 (same steps, same gradient as cold); `Truncated` is
+    # warm-started and still takes its k differentiated steps.
+    fn, outer, theta, _, exact = _quadratic(10.0, n=8)
+    solver = ax.GradientDescent(learning_rate=1.0, max_steps=2000, rtol=1e-13)
+    for strategy in (ax.Unrolled(), ax.ForwardMode()):
+        _, cold, state, cold_info = ax.value_and_hypergrad(
+            outer, fn, jnp.zeros(8), theta, solver=solver, hypergradient=strategy
+        )
+        _, warm, _, warm_info = ax.value_and_hypergrad(
+            outer,
+            fn,
+            jnp.zeros(8),
+            theta,
+            solver=solver,
+            hypergradient=strategy,
+            state=state,
+        )
+        assert int(warm_info.inner.num_steps) == int(cold_info.inner.num_steps) > 0
+        np.testing.assert_allclose(warm, cold, rtol=1e-12)
+        assert rel_error(warm, exact) <= 1e-6, strategy
+    # Eigenvalues in [0.1, 1], step 1: the k = 200 bias is below 0.9^200 ~ 1e-9.
+    truncated = ax.Truncated(k=200)
+    _, _, state, _ = ax.value_and_hypergrad(
+        outer, fn, jnp.zeros(8), theta, solver=solver, hypergradient=truncated
+    )
+    _, warm, _, info = ax.value_and_hypergrad(
+        outer,
+        fn,
+        jnp.zeros(8),
+        theta,
+        solver=solver,
+        hypergradient=truncated,
+        state=state,
+    )
+    assert int(info.inner.num_steps) == 200  # warm-started: no head steps
+    assert rel_error(warm, exact) <= 1e-6

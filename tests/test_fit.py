@@ -23,7 +23,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _fit_scripts import outer_loss, problem_fn, ridge_windows, run, SOLVER  # noqa: E402
 
 
-@pytest.mark.parametrize("hypergradient", [ax.Implicit(), ax.Unrolled()], ids=str)
+@pytest.mark.parametrize(
+    "hypergradient",
+    [
+        ax.Implicit(),
+        ax.Unrolled(),
+        # About 70 s on two cores (a stiff flow, ~40 implicit steps per window and
+        # outer step): slow-marked to keep the default suite short.
+        pytest.param(heat.GRADIENT_FLOW_ADJOINT, marks=pytest.mark.slow),
+    ],
+    ids=["Implicit", "Unrolled", "GradientFlowAdjoint"],
+)
 def test_heat_kappa_recovered_from_twice_the_truth(hypergradient):
     # Issue 4, acceptance 1: n=128, kappa_true=0.5, every 4th point observed
     # every 5 steps, noise 5% of the signal std, 16 windows, kappa0 = 2 kappa.

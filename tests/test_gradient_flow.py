@@ -116,6 +116,30 @@ def test_euler_flow_is_gradient_descent():
     np.testing.assert_allclose(x_flow, x_descent, rtol=1e-12)
 
 
+def test_implicit_euler_step_matches_its_closed_form():
+    # diffrax's implicit solvers leave their root finder's tolerances to a step-size
+    # controller; `GradientFlow.step` has none and must supply them. Implicit Euler
+    # at fixed dt: x_{k+1} = M (x_k + dt theta), M = (I + dt A)^{-1}, so
+    # x_N = M^N x0 + (I - M^N) A^{-1} theta and dx_N/dtheta = (I - M^N) A^{-1}.
+    # On a quadratic the (chord) root find is exact: only round-off remains.
+    flow = GradientFlow(t1=2.0, dt=0.1, diffrax_solver=dfx.ImplicitEuler())
+    a, dt = np.asarray(A), 0.1
+    m_n = np.linalg.matrix_power(np.linalg.inv(np.eye(3) + dt * a), 20)
+    jacobian = (np.eye(3) - m_n) @ np.linalg.inv(a)
+    expected = m_n @ np.asarray(X0) + jacobian @ np.asarray(THETA)
+    np.testing.assert_allclose(solve(THETA, flow, ax.Implicit()), expected, atol=1e-12)
+    grad = jax.grad(outer_loss)(THETA, flow, ax.Unrolled())
+    assert rel_error(grad, jacobian.T @ (expected - np.asarray(Y))) <= 1e-12
+
+
+def test_kvaerno_step_matches_closed_form():
+    # Kvaerno5 at dt = 0.05: 5th order, and its root finder runs to sqrt(eps) ~
+    # 1.5e-8 relative, well inside the file's 1e-6.
+    flow = GradientFlow(t1=T1, dt=0.05, diffrax_solver=dfx.Kvaerno5())
+    x = solve(THETA, flow, ax.Implicit())
+    assert np.max(np.abs(x - closed_form(THETA, T1))) < 1e-6
+
+
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_hypergradient_at_finite_time(name):
     grad = jax.grad(outer_loss)(THETA, FLOW, STRATEGIES[name])

@@ -25,6 +25,7 @@ from assimilax.priors import (
     DiagonalBackground,
     EnergyPrior,
     MLPAutoencoder,
+    Precision,
     Standardised,
 )
 
@@ -144,6 +145,33 @@ def test_standardised_works_in_physical_units(getkey):
     net = Standardised(jnp.tanh, mean, std)
     grads = eqx.filter_grad(lambda s: jnp.sum(s(x) ** 3))(net)
     assert float(jnp.abs(grads.mean).sum() + jnp.abs(grads.std).sum()) == 0.0
+
+
+def test_precision_runs_the_network_in_float32(getkey):
+    network = ConvDenoiser1D(width=4, depth=2, key=getkey(), dtype=jnp.float32)
+    network = eqx.tree_at(  # a non-identity denoiser (the last layer starts at 0)
+        lambda n: n.layers[-1].weight,
+        network,
+        0.1 * jr.normal(getkey(), network.layers[-1].weight.shape, jnp.float32),
+    )
+    x = jr.normal(getkey(), (16,))  # float64
+    y = Precision(network)(x)
+    assert y.dtype == jnp.float64 and y.shape == x.shape
+    # Exactly the float32 evaluation, cast back.
+    np.testing.assert_array_equal(y, network(x.astype(jnp.float32)).astype(x.dtype))
+    # Close to the float64 evaluation, to float32 round-off, not exactly equal.
+    error = float(jnp.max(jnp.abs(y - network(x))) / jnp.max(jnp.abs(network(x))))
+    assert 0 < error < 1e-5, error
+    # Gradients reach the state (in float64) and the weights.
+    prior = EnergyPrior(Precision(network), 2.0)
+    grad_x = jax.grad(prior.energy)(x)
+    assert grad_x.dtype == jnp.float64 and bool(jnp.any(grad_x != 0))
+    grads = eqx.filter_grad(lambda p: p.energy(x))(prior)
+    assert float(jnp.abs(grads.network.network.layers[-1].weight).sum()) > 0
+    with pytest.raises(TypeError, match="dtype"):
+        Precision(network, jnp.int32)
+    with pytest.raises(TypeError, match="network"):
+        Precision(3.0)
 
 
 # Errors ---------------------------------------------------------------------------

@@ -100,6 +100,22 @@ def test_lbfgs_rosenbrock():
     assert int(sol.stats.num_steps) < 100
 
 
+@pytest.mark.parametrize("store_grad", [False, True])
+def test_lbfgs_backtracking_linesearch(store_grad):
+    # Without `store_grad` the line search keeps no gradient: LBFGS evaluates it.
+    linesearch = optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps=20, store_grad=store_grad
+    )
+    # rtol 1e-7: the search tests decrease on values only, and stalls once that is
+    # below round-off (here |grad| ~ 2e-8, see the `LBFGS` docstring).
+    solver = LBFGS(linesearch=linesearch, rtol=1e-7)
+    sol = ax.argmin(ridge, X0, LAM, solver=solver)
+    # |grad| <= 1e-7 |grad(x0)| ~ 4e-7; the Hessian's smallest eigenvalue is at
+    # least min(LAM) >= 0.5, so |w - w*| <= 2 |grad| < 1e-6.
+    np.testing.assert_allclose(sol.value, ridge_solution(LAM)[0], atol=1e-6)
+    assert int(sol.stats.num_steps) < 50
+
+
 def test_gauss_newton_linear_least_squares():
     rng = np.random.default_rng(1)
     matrix, data = rng.normal(size=(20, 5)), rng.normal(size=20)

@@ -1,11 +1,26 @@
 """Eager checks of `argmin`'s inputs, with messages that name the problem."""
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+from jaxtyping import PyTree
 
 from .._custom_types import Args, Objective, X
+
+
+def eval_shape(fn: Callable, *inputs: PyTree) -> PyTree[jax.ShapeDtypeStruct]:
+    """`jax.eval_shape` for inputs that hold non-array leaves.
+
+    `args` may hold Equinox modules with functions as fields (the activation of an
+    `eqx.nn.MLP`), which `jax.eval_shape` rejects. Those leaves are held static, as
+    `eqx.filter_eval_shape` does; unlike it, the output is treated as by
+    `jax.eval_shape` (a Python float becomes a scalar `ShapeDtypeStruct`).
+    """
+    dynamic, static = eqx.partition(inputs, eqx.is_array)
+    return jax.eval_shape(lambda d: fn(*eqx.combine(d, static)), dynamic)
 
 
 def check_x0(x0: X) -> None:
@@ -28,7 +43,7 @@ def check_x0(x0: X) -> None:
 def check_objective(fn: Objective, x0: X, args: Args) -> None:
     """`fn(x0, args)` must run and return a real scalar."""
     try:
-        out = jax.eval_shape(fn, x0, args)
+        out = eval_shape(fn, x0, args)
     except Exception as error:  # re-raised with context: which call failed
         raise ValueError(
             "`fn(x0, args)` failed when traced with x0 of shape "

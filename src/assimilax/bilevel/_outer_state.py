@@ -31,7 +31,8 @@ OuterLoss = Callable[[X, Args], Scalar]
 class OuterState(eqx.Module):
     """What one outer step hands to the next.
 
-    - `x`: the last inner solution (the next inner solve starts there).
+    - `x`: the last inner solution (the next inner solve starts there, except with
+      `Unrolled` and `ForwardMode`, which always start from `x0`).
     - `adjoints`: the last adjoint vectors ``w`` of `Implicit`, newest first
       (``Implicit.warm_start_memory`` of them, zeros until filled); the next
       backward solve starts from their best combination when ``warm_start=True``.
@@ -108,7 +109,12 @@ def value_and_hypergrad(
     - `fn`, `x0`, `args`, `solver`, `hypergradient`, `throw`: as for `argmin`.
     - `state`: the `OuterState` returned by the previous call (`None` at the first);
       the inner solve starts from ``state.x`` instead of `x0`, and `Implicit`'s
-      backward solve from ``state.adjoint`` when its ``warm_start=True``.
+      backward solve from ``state.adjoints`` when its ``warm_start=True``. Except
+      for the strategies that differentiate the whole iteration from `x0`
+      (`Unrolled`, `ForwardMode`): their inner solve always starts from `x0`, since
+      from a converged ``state.x`` it would take no step and their hypergradient
+      would be zero. (`Truncated` is warm-started: its last ``k`` steps always
+      run.)
 
     **Returns:** ``(loss, grads, new_state, info)`` where `grads` has the structure
     of `args` (`None` on non-floating leaves) and `info` is a `HypergradInfo`.
@@ -117,7 +123,7 @@ def value_and_hypergrad(
     want a gradient for through `args`.
     """
     check_strategy_pair(solver, hypergradient)
-    if state is not None:
+    if state is not None and hypergradient.warm_starts_inner:
         x0 = state.x
         solver = _with_reference(solver, state.reference_residual)
     if isinstance(hypergradient, Implicit):

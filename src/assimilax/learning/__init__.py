@@ -2,6 +2,11 @@
 learned solvers."""
 
 from ._fit import fit as fit, FitResult as FitResult
+from ._learned_gradient import (
+    ConvLSTMCell1D as ConvLSTMCell1D,
+    LearnedGradientSolver as LearnedGradientSolver,
+    train_learned_gradient_solver as train_learned_gradient_solver,
+)
 from ._lista import (
     ista_iterates as ista_iterates,
     LISTA as LISTA,

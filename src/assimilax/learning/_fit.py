@@ -8,6 +8,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import optax
@@ -38,6 +39,13 @@ class FitResult(eqx.Module):
     stopped: str | None = eqx.field(static=True, default=None)
 
 
+def _strong(leaf: Any) -> Any:
+    """An array-like leaf as an array of its own dtype, not weak-typed."""
+    if eqx.is_array_like(leaf):
+        return jnp.asarray(leaf, dtype=jnp.result_type(leaf))
+    return leaf
+
+
 def _scalar_leaves(trainable: PyTree) -> dict[str, Array]:
     """Trainable scalar parameters by name (their key path), for the history."""
     named = {}
@@ -46,7 +54,9 @@ def _scalar_leaves(trainable: PyTree) -> dict[str, Array]:
             name = jtu.keystr(path).strip(".").replace("']['", ".")
             name = name.replace("['", "").replace("']", "").replace("[", ".")
             name = name.replace("]", "").replace(".", "_").strip("_") or "value"
-            named[f"params.{name}"] = leaf
+            # reshape: size-1 arrays of any rank, e.g. the (1,) bias of an
+            # `eqx.nn.MLP` with a scalar output (`float` needs rank 0).
+            named[f"params.{name}"] = leaf.reshape(())
     return named
 
 
@@ -124,8 +134,13 @@ def fit(
       for `Implicit` and `FiniteDifference`, whose hypergradients hold at the
       minimiser wherever the solve starts; off for the strategies that
       differentiate the iterations (`Unrolled`, `Truncated`, `ForwardMode`,
-      `GradientFlowAdjoint`): from a converged warm start they would see no
-      step, hence a zero hypergradient.
+      `GradientFlowAdjoint`), whose result depends on the start when the solve
+      is stopped early (a finite flow time, a step budget). `Unrolled` and
+      `ForwardMode` always start from the first guess, even when it is on (from
+      a converged start they would take no step: see `value_and_hypergrad`).
+      Turn it on for `GradientFlowAdjoint` when the flow runs long enough to
+      forget its start (steady-state use): each solve then takes far fewer
+      adaptive steps (``assimilax.demos.heat`` does).
     - `key`: a `jax.random.key` for the split and the batch order (default
       ``key(0)``).
     - `checkpoint_dir`, `checkpoint_every`: write a checkpoint (parameters,
@@ -173,6 +188,10 @@ def fit(
         warm_start = isinstance(hypergradient, Implicit | FiniteDifference)
     config = StepConfig(problem_fn, outer_loss, optimiser, solver, hypergradient)
     trainable_part, static = eqx.partition(params, trainable)
+    # Weak-typed leaves (`jnp.log(2.0)`, a Python float) turn strong at the first
+    # update, which would compile the training step a second time: make them
+    # strong now, in the dtype they have (before `init`, for the optimiser state).
+    trainable_part = jtu.tree_map(_strong, trainable_part)
     opt_state = optimiser.init(trainable_part)
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     meta = {"num_windows": num, "batch_size": batch_size, "num_train": num_train}

@@ -158,9 +158,16 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
 
 
 def _solve(config: StepConfig, params, window):
+    # The strategy's own forward solve (e.g. `GradientFlowAdjoint`'s adaptive
+    # `diffeqsolve`), so that cold solves compute what the training steps do.
     problem = config.problem_fn(params, window)
     sol = argmin(
-        _cost, problem.first_guess(), problem, solver=config.solver, throw=False
+        _cost,
+        problem.first_guess(),
+        problem,
+        solver=config.solver,
+        hypergradient=config.hypergradient,
+        throw=False,
     )
     return problem, sol
 

@@ -190,7 +190,8 @@ def _check_finite(
     # NaN means "missing"; inf is no convention of ours, so it is an error.
     bad = jnp.any(~jnp.isfinite(values) & ~missing)
     message = "Observations(values=...) contain inf (use NaN for missing values)."
-    if is_concrete(values):
+    # `values` may be concrete while `missing` (or `bad`) was traced under `jit`.
+    if is_concrete(bad):
         if bool(bad):
             raise ValueError(message)
         return values

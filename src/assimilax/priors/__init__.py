@@ -19,6 +19,10 @@ from ._gaussian import (
     DiagonalBackground as DiagonalBackground,
 )
 from ._learned import DenoiserPrior as DenoiserPrior, EnergyPrior as EnergyPrior
-from ._networks import MLPAutoencoder as MLPAutoencoder, Standardised as Standardised
+from ._networks import (
+    MLPAutoencoder as MLPAutoencoder,
+    Precision as Precision,
+    Standardised as Standardised,
+)
 from ._proximal import ProxPrior as ProxPrior
 from ._tikhonov import Tikhonov as Tikhonov

@@ -198,3 +198,40 @@ class Standardised(eqx.Module):
         )
         std = jnp.broadcast_to(jax.lax.stop_gradient(self.std).astype(x.dtype), x.shape)
         return mean + std * self.network((x - mean) / std)
+
+
+class Precision(eqx.Module):
+    """Evaluate `network` in another floating dtype: ``network(x.astype(dtype))``,
+    cast back to the dtype of ``x``.
+
+    For a float64 variational problem with a convolutional prior: on a CPU,
+    float64 convolutions are several times slower than float32 ones (13x for a
+    16-channel `ConvDenoiser2D` on 32x32 fields), while the solver, the dynamics
+    and the other terms keep float64. The prior's energy and its gradient are
+    then accurate to float32 round-off (relative ~1e-7), which bounds how tightly
+    the inner problem can be solved (a relative gradient norm of ~1e-5 is
+    reachable).
+
+    **Arguments:**
+
+    - `network`: a callable Equinox module (same shape in and out).
+    - `dtype`: the floating dtype to evaluate it in (static; default float32).
+    """
+
+    network: Callable
+    dtype: np.dtype = eqx.field(static=True)
+
+    def __init__(self, network: object, dtype: object = np.float32):
+        if not callable(network):
+            raise TypeError(
+                f"Precision(network=...) must be callable, got {network!r}."
+            )
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"Precision(dtype=...) must be floating, got {dtype}.")
+        self.network = network
+        self.dtype = dtype
+
+    def __call__(self, x: Float[Array, "*state"]) -> Float[Array, "*state"]:
+        """``network(x)`` evaluated in `dtype`: shape and dtype of `x`."""
+        return self.network(x.astype(self.dtype)).astype(x.dtype)

@@ -1,6 +1,7 @@
 """The hypergradient interface: how `argmin` makes its minimiser differentiable."""
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 
@@ -14,7 +15,17 @@ class AbstractHypergradient(eqx.Module):
     A strategy runs the inner solver and returns the minimiser such that JAX's
     autodiff (`jax.grad`, or `jax.jvp`/`jax.jacfwd` for `ForwardMode`) of anything
     computed from it gives the hypergradient by that strategy.
+
+    **Class attribute a strategy may override:**
+
+    - `warm_starts_inner`: `False` when the hypergradient is that of the whole
+      iteration from ``x0`` (`Unrolled`, `ForwardMode`). `value_and_hypergrad` then
+      starts the inner solve from ``x0``, never from ``OuterState.x``: from a
+      converged warm start the iteration would take no step, and its derivative
+      would be zero.
     """
+
+    warm_starts_inner: ClassVar[bool] = True
 
     @abc.abstractmethod
     def solve(

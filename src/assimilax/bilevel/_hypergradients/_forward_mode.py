@@ -1,5 +1,7 @@
 """Forward-mode differentiation through the inner iterations."""
 
+from typing import ClassVar
+
 from ..._custom_types import Args, IntScalar, Objective, X
 from .._iterate import iterate_while
 from .._solvers._base import AbstractInnerSolver, InnerState
@@ -17,8 +19,12 @@ class ForwardMode(AbstractHypergradient):
     `jax.jacfwd` costs ~P solves for P scalar parameters: cheap when `args` has few
     entries and ``x`` many. **Limit:** reverse mode (`jax.grad`) is not available
     (JAX cannot reverse a `while_loop` of unknown length); use `jax.jacfwd`, or
-    `Implicit`/`Unrolled` when you need `jax.grad`.
+    `Implicit`/`Unrolled` when you need `jax.grad`. `value_and_hypergrad` always
+    starts it from `x0` (no warm start from its `state`): the derivative is that
+    of the iteration from `x0`.
     """
+
+    warm_starts_inner: ClassVar[bool] = False
 
     def solve(
         self,

@@ -1,5 +1,7 @@
 """Reverse-mode differentiation through every step of the inner solver."""
 
+from typing import ClassVar
+
 import equinox as eqx
 
 from ..._custom_types import Args, IntScalar, Objective, X
@@ -35,8 +37,12 @@ class Unrolled(AbstractHypergradient):
 
     **Cost:** one forward run of T steps plus a backward pass of similar cost;
     memory grows with T (see `benchmarks/hypergradients.py`). Not for solvers with
-    dynamic line searches (`LBFGS`): those are refused.
+    dynamic line searches (`LBFGS`): those are refused. `value_and_hypergrad`
+    always starts it from `x0` (no warm start from its `state`): the derivative is
+    that of the iteration from `x0`.
     """
+
+    warm_starts_inner: ClassVar[bool] = False
 
     checkpoint_every: int | None = eqx.field(static=True, default=None)
 

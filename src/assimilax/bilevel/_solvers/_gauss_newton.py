@@ -11,6 +11,7 @@ import lineax as lx
 from jaxtyping import Array, PyTree
 
 from ..._custom_types import Args, Objective, X
+from .._checks import eval_shape
 from ._base import AbstractInnerSolver, InnerState, tree_norm
 
 
@@ -115,7 +116,7 @@ class GaussNewton(AbstractInnerSolver):
                 "of squares use LBFGS() or GradientDescent()."
             )
         try:
-            out = jax.eval_shape(self.residuals, x0, args)
+            out = eval_shape(self.residuals, x0, args)
         except Exception as error:  # re-raised with context: which call failed
             raise ValueError(
                 "GaussNewton(residuals=...) failed when traced with x0 of shape "

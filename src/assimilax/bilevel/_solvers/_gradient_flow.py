@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import optimistix as optx
 from jaxtyping import PyTree
 
 from ..._custom_types import (
@@ -94,7 +95,12 @@ class GradientFlow(AbstractInnerSolver):
     - `diffrax_solver`: any single-term ODE solver. Default `dfx.Tsit5()` (5th
       order, so ``x(t1)`` is accurate to ~1e-7 at ``dt = 0.1`` on O(1) time
       scales). `dfx.Heun()` is cheaper per step for steady-state use;
-      `dfx.Euler()` is exactly `GradientDescent(learning_rate=dt)`.
+      `dfx.Euler()` is exactly `GradientDescent(learning_rate=dt)`. Implicit
+      solvers (`dfx.ImplicitEuler()`, `dfx.Kvaerno5()`: A-stable, so no limit
+      on `dt` for a convex `fn`) work too: the root-finder tolerances that
+      diffrax leaves to an adaptive step-size controller are, in `step`,
+      ``rtol = atol = sqrt(eps)`` of the state's dtype with `optx.max_norm`
+      (set them on the solver's `root_finder` to change that).
     - `max_steps`: static cap; default ``ceil(t1 / dt)`` (the number of steps to
       reach `t1`). Required when `t1` is a callable.
     - `rtol`, `atol`: also stop once ``|grad| <= atol + rtol * |grad(x0)|``
@@ -212,7 +218,10 @@ class GradientFlow(AbstractInnerSolver):
         slack = max(_LAST_STEP_SLACK, 64 * float(jnp.finfo(t.dtype).eps))
         t_next = jnp.where(t_grid >= t1 * (1 - slack), t1, t_grid)
         terms = dfx.ODETerm(negative_gradient)
-        x, _, _, solver_state, _ = _forward_differentiable(self.diffrax_solver).step(
+        diffrax_solver = _with_root_tolerances(
+            _forward_differentiable(self.diffrax_solver), t.dtype
+        )
+        x, _, _, solver_state, _ = diffrax_solver.step(
             terms, t, t_next, x, (fn, args), extra.solver_state, False
         )
         value, grad = value_and_grad(fn, x, args)
@@ -245,6 +254,33 @@ def _forward_differentiable(solver: dfx.AbstractSolver) -> dfx.AbstractSolver:
             lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda v: v is None
         )
     return solver
+
+
+# The placeholder that `dfx.with_stepsize_controller_tols` puts in a root finder's
+# rtol/atol/norm, obtained through the public API (the object itself is private).
+_UNSET = dfx.with_stepsize_controller_tols(optx.Chord)().rtol
+
+
+def _with_root_tolerances(
+    solver: dfx.AbstractSolver, dtype: jnp.dtype
+) -> dfx.AbstractSolver:
+    # diffrax's implicit solvers (ImplicitEuler, Kvaerno*) leave their root finder's
+    # tolerances unset: `diffeqsolve` copies them from an adaptive step-size
+    # controller. `step` calls the solver's own `step` at fixed steps, where no
+    # controller supplies them (the placeholders would reach the root finder), so
+    # the unset ones get sqrt(eps) of the state's dtype and the max norm.
+    if not isinstance(solver, dfx.AbstractImplicitSolver):
+        return solver
+    tol = float(jnp.finfo(dtype).eps) ** 0.5
+    defaults = {"rtol": tol, "atol": tol, "norm": optx.max_norm}
+    names = [n for n in defaults if getattr(solver.root_finder, n, None) is _UNSET]
+    if not names:
+        return solver
+    return eqx.tree_at(
+        lambda s: tuple(getattr(s.root_finder, n) for n in names),
+        solver,
+        tuple(defaults[n] for n in names),
+    )
 
 
 def _steps_to_reach(t1, dt) -> int:

@@ -37,7 +37,12 @@ class LBFGS(AbstractInnerSolver):
     - `linesearch`: an Optax line-search transformation. Default
       ``optax.scale_by_zoom_linesearch(max_linesearch_steps=20,
       initial_guess_strategy="one")`` (Optax's own default for L-BFGS);
-      ``optax.scale_by_backtracking_linesearch(...)`` also works.
+      ``optax.scale_by_backtracking_linesearch(max_backtracking_steps=...)``
+      also works, with ``store_grad=True`` saving one gradient per step. It
+      tests sufficient decrease on values only, so it stalls once the decrease
+      is below the round-off of `fn` (about ``|grad| <= sqrt(eps |fn| L)``,
+      ``L`` the largest Hessian eigenvalue): keep `rtol` above that, or use
+      the zoom search.
     - `max_steps`: iteration cap (static). Default 500.
     - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``.
 
@@ -109,8 +114,10 @@ class LBFGS(AbstractInnerSolver):
                 value_fn=value_fn,
             )
             x = optax.apply_updates(x, updates)
-            if optax.tree.get(opt_state, "value") is None:
-                # A line search that keeps no value/grad (e.g. `optax.identity()`).
+            stored = (optax.tree.get(opt_state, k) for k in ("value", "grad"))
+            if any(leaf is None for leaf in stored):
+                # A line search that keeps no value/grad (`optax.identity()`, or
+                # the backtracking one without `store_grad=True`).
                 value, grad = value_and_grad(fn, x, args)
             else:
                 # The line search already evaluated the objective at the accepted

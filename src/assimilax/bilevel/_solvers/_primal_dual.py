@@ -10,6 +10,7 @@ import jax.tree_util as jtu
 from jaxtyping import PyTree
 
 from ..._custom_types import Args, Objective, ScalarLike, X
+from .._checks import eval_shape
 from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
 from ._prox import AbstractProx, Zero
 from ._proximal import check_positive, check_prox, check_prox_shapes, check_tolerances
@@ -135,7 +136,7 @@ class PrimalDual(AbstractInnerSolver):
 
     def check_objective(self, fn: Objective, x0: X, args: Args) -> None:
         try:
-            hx = jax.eval_shape(self.operator, x0, args)
+            hx = eval_shape(self.operator, x0, args)
         except Exception as error:  # re-raised with context: which field failed
             raise ValueError(
                 "PrimalDual(operator=...) failed on x0 of shape "
@@ -172,7 +173,7 @@ class PrimalDual(AbstractInnerSolver):
         return InnerState(value, grad, residual, residual0, memory)
 
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
-        shape = jax.eval_shape(self.operator, x, args)
+        shape = eval_shape(self.operator, x, args)
         dual = jtu.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
         return self._state_at(fn, x, dual, args, None)
 

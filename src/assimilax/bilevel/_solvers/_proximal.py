@@ -7,6 +7,7 @@ import jax.tree_util as jtu
 from jaxtyping import PyTree
 
 from ..._custom_types import Args, Objective, Scalar, ScalarLike, X
+from .._checks import eval_shape
 from ._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot, value_and_grad
 from ._prox import AbstractProx
 
@@ -42,8 +43,8 @@ def check_prox(owner: str, name: str, prox: object) -> None:
 def check_prox_shapes(owner: str, name: str, prox: AbstractProx, x: X, args: Args):
     """Trace `prox` and `prox.value` at ``x``; raise a `ValueError` naming the field."""
     try:
-        out = jax.eval_shape(prox, x, 1.0, args)
-        value = jax.eval_shape(prox.value, x, args)
+        out = eval_shape(prox, x, 1.0, args)
+        value = eval_shape(prox.value, x, args)
     except Exception as error:  # re-raised with context: which field failed
         raise ValueError(
             f"{owner}({name}={type(prox).__name__}(...)) failed on an input of shape "
