@@ -42,9 +42,9 @@ def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
         # Every method is scored on the held-out windows, the prior beats none.
         with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
             rmse = ds["rmse"].mean("window")
-            assert rmse.sizes["method"] == 4
-            assert float(rmse.sel(method="pretrained, zero-shot")) < float(
-                rmse.sel(method="no prior")
+            assert rmse.sizes["prior"] == 4
+            assert float(rmse.sel(prior="pretrained, zero-shot")) < float(
+                rmse.sel(prior="no prior")
             )
 
 

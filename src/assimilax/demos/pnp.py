@@ -28,7 +28,7 @@ noise): the RMSE of the analysed initial state. Prints the table, writes
 ``pnp_heat2d.nc`` (per-window RMSEs, the analyses of one held-out window, the
 fine-tuning history) and ``pnp_heat2d.png``. The network runs in float32 inside
 the float64 problems (`Precision`). Everything is generated: no data to
-download. About 6 minutes on two CPU cores; ``--quick`` about 1.5.
+download. About 8 minutes on two CPU cores; ``--quick`` about 2.
 """
 
 import pathlib
@@ -326,8 +326,8 @@ def main(
     names = list(methods)
     results = xr.Dataset(
         {
-            "rmse": (("method", "window"), np.stack([errors[m] for m in names])),
-            "analysis": (("method", "x", "y"), np.stack([examples[m] for m in names])),
+            "rmse": (("prior", "window"), np.stack([errors[m] for m in names])),
+            "analysis": (("prior", "x", "y"), np.stack([examples[m] for m in names])),
             "truth": (("x", "y"), np.asarray(test["truth0"][0])),
             "obs": (
                 ("x", "y"),
@@ -335,7 +335,8 @@ def main(
             ),
             "fine_tuning_loss": (("step",), tuned.history["loss"].values),
         },
-        coords={"method": names, "step": tuned.history["step"].values},
+        # Not "method": `Dataset.sel(method=...)` is sel's own keyword.
+        coords={"prior": names, "step": tuned.history["step"].values},
         attrs={
             "title": "plug-and-play prior in 4DVar, heat 2D",
             "tikhonov_weight": tikhonov_weight,
@@ -358,7 +359,9 @@ def main(
 
 def _plot(results: xr.Dataset, figure) -> None:
     panels = [("truth", results["truth"]), ("observed (t = 0)", results["obs"])]
-    panels += [(str(m), results["analysis"].sel(method=m)) for m in results.method]
+    panels += [
+        (str(p), results["analysis"].sel(prior=p)) for p in results["prior"].values
+    ]
     axes = figure.subplots(1, len(panels))
     low, high = float(results["truth"].min()), float(results["truth"].max())
     for ax_, (title, field) in zip(axes, panels):
