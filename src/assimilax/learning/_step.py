@@ -116,7 +116,10 @@ def _global_norm(tree) -> Array:
     leaves = jtu.tree_leaves(tree)
     if not leaves:
         return jnp.asarray(0.0)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+    # Parameters may mix precisions (a float32 network and a float64 weight): sum
+    # the squares in the widest dtype, which strict promotion would not pick.
+    dtype = max((leaf.dtype for leaf in leaves), key=lambda d: d.itemsize)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(dtype))) for leaf in leaves))
 
 
 @eqx.filter_jit
