@@ -28,6 +28,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 from .._custom_types import Args, Scalar, ScalarLike
 from .._promotion import optax_promotion
 from ..priors._networks import conv_layer, follow_dtype
+from ._batches import epoch_batches
 
 
 class ConvLSTMCell1D(eqx.Module):
@@ -371,12 +372,7 @@ def train_learned_gradient_solver(
         )
     x0, targets = _check_training_data(x0, args, targets, batch_size, steps)
     examples = x0.shape[0]
-    # All batches drawn up front (one permutation per epoch): cheaper than a
-    # per-step draw without replacement.
-    per_epoch = examples // batch_size
-    epochs = -(-steps // per_epoch)
-    order = jax.vmap(lambda k: jr.permutation(k, examples))(jr.split(key, epochs))
-    batches = order[:, : per_epoch * batch_size].reshape(-1, batch_size)[:steps]
+    batches = epoch_batches(key, examples, batch_size, steps)
     with optax_promotion():
         opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
     indices = range(steps)

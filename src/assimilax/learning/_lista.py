@@ -12,7 +12,6 @@ import equinox as eqx
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
@@ -20,6 +19,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from .._custom_types import ScalarLike
 from .._promotion import optax_promotion
 from ..bilevel import L1, ProximalGradient
+from ._batches import epoch_batches
 
 
 def _soft_threshold(u: Array, threshold: Array) -> Array:
@@ -367,14 +367,7 @@ def train_lista(
         model, observations, targets, batch_size, steps
     )
     examples = observations.shape[0]
-
-    # Batches: one shuffle per epoch, cut into `batch_size` pieces (the remainder
-    # is dropped). Drawn up front because `jr.choice(replace=False)` per step costs
-    # a sort of all examples, more than the training step itself.
-    per_epoch = examples // batch_size
-    epochs = -(-steps // per_epoch)
-    order = jax.vmap(lambda k: jr.permutation(k, examples))(jr.split(key, epochs))
-    batches = order[:, : per_epoch * batch_size].reshape(-1, batch_size)[:steps]
+    batches = epoch_batches(key, examples, batch_size, steps)
     with optax_promotion():
         opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
     indices = range(steps)
