@@ -16,7 +16,7 @@ import xarray as xr
 
 import assimilax as ax
 from assimilax.demos import heat
-from assimilax.learning import fit
+from assimilax.learning import evaluate_outer_loss, fit
 
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -76,6 +76,30 @@ def test_warm_starts_and_dataset_input():
     )
     assert warm.history["inner_steps"].mean() < cold.history["inner_steps"].mean()
     assert np.isfinite(warm.history["linear_steps"]).all()
+
+
+def test_evaluate_outer_loss_closed_form_and_failures():
+    # Ridge: the minimiser is y / (1 + w), so each window's loss is known.
+    windows = ridge_windows()
+    y, truth = np.asarray(windows["y"]), np.asarray(windows["truth"])
+    w = 0.7
+    params = {"log_weight": jnp.log(w)}
+    losses = evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=SOLVER)
+    assert losses.shape == (12,)
+    np.testing.assert_allclose(
+        losses, np.mean((y / (1 + w) - truth) ** 2, axis=1), rtol=1e-8
+    )
+    # A list of windows works the same.
+    listed = [{k: v[i] for k, v in windows.items()} for i in range(3)]
+    np.testing.assert_allclose(
+        evaluate_outer_loss(problem_fn, outer_loss, params, listed, solver=SOLVER),
+        losses[:3],
+        rtol=1e-12,
+    )
+    # An unconverged solve is reported, not scored.
+    starved = ax.GradientDescent(learning_rate=0.1, max_steps=2, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="12 of 12 inner solves did not converge"):
+        evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=starved)
 
 
 def test_closed_form_optimum():

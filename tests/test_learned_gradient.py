@@ -219,6 +219,8 @@ def _held_out_error(solver, test):
     return jnp.mean(jax.vmap(state_error)(x, truths, observations))
 
 
+# Slow (~12 s, training): the slow example test checks the same on its own data.
+@pytest.mark.slow
 def test_trained_solver_beats_tuned_gradient_descent():
     untrained, trained, losses, tuned, test = _trained()
     gd = float(_gd_errors(jnp.array([tuned]), *test)[0])

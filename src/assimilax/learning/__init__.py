@@ -1,6 +1,7 @@
 """The learning layer: outer loops through the argmin, learned priors' pretraining,
 learned solvers."""
 
+from ._evaluate import evaluate_outer_loss as evaluate_outer_loss
 from ._fit import fit as fit, FitResult as FitResult
 from ._learned_gradient import (
     ConvLSTMCell1D as ConvLSTMCell1D,

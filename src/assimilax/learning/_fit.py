@@ -227,7 +227,7 @@ def fit(
             )
 
     def validate(current) -> float:
-        return float(evaluate(config, current, valid_windows))
+        return float(jnp.mean(evaluate(config, current, valid_windows)[0]))
 
     bar = None
     if progress:

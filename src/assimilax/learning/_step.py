@@ -196,11 +196,13 @@ def initial_states(config: StepConfig, params, windows) -> OuterState:
 
 
 @eqx.filter_jit
-def evaluate(config: StepConfig, params, windows) -> Array:
-    """The mean outer loss over `windows` (cold inner solves, no gradient)."""
+def evaluate(config: StepConfig, params, windows) -> tuple[Array, Array]:
+    """Per window, the outer loss and whether the inner solve converged (cold
+    inner solves, no gradient): two arrays of shape ``(num_windows,)``."""
 
     def one(window):
         problem, sol = _solve(config, params, window)
-        return config.outer_loss(to_state(problem, sol.value), params, window)
+        loss = config.outer_loss(to_state(problem, sol.value), params, window)
+        return loss, sol.result == RESULTS.successful
 
-    return jnp.mean(jax.vmap(one)(windows))
+    return jax.vmap(one)(windows)

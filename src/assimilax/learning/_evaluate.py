@@ -1,0 +1,49 @@
+"""The outer loss of given parameters over windows, from cold inner solves."""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Float, PyTree
+
+from ..bilevel import AbstractHypergradient, AbstractInnerSolver, Implicit
+from ._step import evaluate, StepConfig
+from ._windows import stack_windows
+
+
+def evaluate_outer_loss(
+    problem_fn: Callable[[PyTree, PyTree], Any],
+    outer_loss: Callable[[PyTree, PyTree, PyTree], Any],
+    params: PyTree,
+    data: Any,
+    *,
+    solver: AbstractInnerSolver,
+    hypergradient: AbstractHypergradient = Implicit(),
+) -> Float[np.ndarray, " num_windows"]:
+    """The outer loss of `params` on every window, as `fit` defines it.
+
+    Each window's inner problem ``problem_fn(params, window)`` is solved from its
+    first guess (a cold solve, with `hypergradient`'s own forward solve), then
+    ``outer_loss(analysis, params, window)`` is evaluated: e.g. to compare learnt
+    parameters with the true ones, or to score held-out windows. Arguments as for
+    `fit`; `data` in any form `fit` takes.
+
+    Returns the losses, shape ``(num_windows,)`` (take ``.mean()`` for `fit`'s
+    loss). Raises `RuntimeError` when an inner solve did not converge (the loss
+    of an unconverged analysis is not the outer loss), naming the windows.
+    """
+    windows, _ = stack_windows(data, owner="evaluate_outer_loss")
+    config = StepConfig(problem_fn, outer_loss, optax.identity(), solver, hypergradient)
+    losses, converged = evaluate(config, params, windows)
+    converged = np.asarray(converged)
+    if not converged.all():
+        failed = np.flatnonzero(~converged)
+        raise RuntimeError(
+            f"evaluate_outer_loss: {failed.size} of {converged.size} inner solves did "
+            f"not converge (windows {failed[:10].tolist()}"
+            f"{'...' if failed.size > 10 else ''}); loosen the solver's tolerance "
+            "or raise its max_steps."
+        )
+    return np.asarray(jnp.asarray(losses))
