@@ -184,6 +184,27 @@ def run_case(name, problem, x0, *, rounds, traced_times=False) -> dict[str, Any]
     }
 
 
+def report(payload: dict[str, Any]) -> str:
+    """The Markdown table of a results payload and the worst ratio vs the target."""
+    rows = [
+        [
+            case["case"],
+            label,
+            fmt_ms(t["median_s"]),
+            f"{t['ratio_to_forward']:.2f}",
+            f"{t['compile_s']:.2f}",
+        ]
+        for case in payload["cases"]
+        for label, t in case["timings"].items()
+    ]
+    headers = ["case", "program", "median ms", "ratio to forward", "compile s"]
+    return (
+        markdown_table(headers, rows)
+        + f"\n\nworst value_and_grad / forward: {payload['worst_ratio']:.2f} "
+        + f"(target <= {payload['target_ratio']})"
+    )
+
+
 def main(argv=None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (seconds)")
@@ -209,22 +230,7 @@ def main(argv=None) -> dict[str, Any]:
     results = []
     for (name, problem, x0), traced in cases:
         results.append(run_case(name, problem, x0, rounds=rounds, traced_times=traced))
-    rows = []
-    for case in results:
-        for label, t in case["timings"].items():
-            rows.append(
-                [
-                    case["case"],
-                    label,
-                    fmt_ms(t["median_s"]),
-                    f"{t['ratio_to_forward']:.2f}",
-                    f"{t['compile_s']:.2f}",
-                ]
-            )
-    headers = ["case", "program", "median ms", "ratio to forward", "compile s"]
-    print(markdown_table(headers, rows))
     worst = max(c["timings"]["value_and_grad"]["ratio_to_forward"] for c in results)
-    print(f"\nworst value_and_grad / forward: {worst:.2f} (target <= {TARGET_RATIO})")
     payload = {
         "machine": machine_info(),
         "quick": args.quick,
@@ -234,6 +240,7 @@ def main(argv=None) -> dict[str, Any]:
         "meets_target": worst <= TARGET_RATIO,
         "cases": results,
     }
+    print(report(payload))
     write_json(args.output, payload)
     return payload
 

@@ -197,6 +197,45 @@ def _exponents(sizes: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def report(payload: dict[str, Any]) -> str:
+    """The Markdown table of a results payload, and the fitted exponents."""
+    rows = [
+        [
+            r["network"],
+            f"{r['side']}x{r['side']}",
+            r["observed_points"],
+            fmt_ms(r["solve_median_s"]),
+            r["num_steps"],
+            f"{r['relative_grad_norm']:.1e}",
+            fmt_ms(r["time_per_step_s"]),
+            fmt_ms(r["value_and_grad_median_s"]),
+            f"{r['rmse_background']:.3f}",
+            f"{r['rmse_analysis']:.3f}",
+        ]
+        for r in payload["sizes"]
+    ]
+    headers = [
+        "network",
+        "grid",
+        "observed",
+        "solve ms",
+        "LBFGS steps",
+        "rel. grad",
+        "ms / step",
+        "value_and_grad ms",
+        "RMSE bg",
+        "RMSE analysis",
+    ]
+    lines = [markdown_table(headers, rows)]
+    for net, exps in payload["exponents"].items():
+        if exps is not None:
+            lines.append(
+                f"{net} network, exponents vs grid points (1 = linear): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in exps.items())
+            )
+    return "\n\n".join(lines)
+
+
 def main(argv=None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller grids")
@@ -225,40 +264,6 @@ def main(argv=None) -> dict[str, Any]:
         ]
         results += sizes
         exponents[net] = _exponents(sizes) if len(sizes) > 1 else None
-    rows = [
-        [
-            r["network"],
-            f"{r['side']}x{r['side']}",
-            r["observed_points"],
-            fmt_ms(r["solve_median_s"]),
-            r["num_steps"],
-            f"{r['relative_grad_norm']:.1e}",
-            fmt_ms(r["time_per_step_s"]),
-            fmt_ms(r["value_and_grad_median_s"]),
-            f"{r['rmse_background']:.3f}",
-            f"{r['rmse_analysis']:.3f}",
-        ]
-        for r in results
-    ]
-    headers = [
-        "network",
-        "grid",
-        "observed",
-        "solve ms",
-        "LBFGS steps",
-        "rel. grad",
-        "ms / step",
-        "value_and_grad ms",
-        "RMSE bg",
-        "RMSE analysis",
-    ]
-    print(markdown_table(headers, rows))
-    for net, exps in exponents.items():
-        if exps is not None:
-            print(
-                f"\n{net} network, exponents vs grid points (1 = linear): "
-                + ", ".join(f"{k} {v:.2f}" for k, v in exps.items())
-            )
     payload = {
         "machine": machine_info(),
         "quick": args.quick,
@@ -278,6 +283,7 @@ def main(argv=None) -> dict[str, Any]:
         "sizes": results,
         "exponents": exponents,
     }
+    print(report(payload))
     write_json(args.output, payload)
     return payload
 

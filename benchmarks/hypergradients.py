@@ -879,7 +879,7 @@ def run(cfg: Config, out: Path | None = RESULTS_PATH, *, verbose: bool = True) -
     if out is not None:
         write_json(out, payload)
         if verbose:
-            print(f"\nwrote {out}")
+            print(f"wrote {out}", file=sys.stderr)
     return payload
 
 

@@ -2,7 +2,8 @@
 
 Run ``python benchmarks/lorenz96.py`` (about ten minutes, plus DAPPER's runs
 when it is installed) or ``--quick`` (shorter runs, a few minutes). A table goes
-to stdout, everything to ``benchmarks/results/lorenz96.{json,md}``.
+to stdout, everything to ``benchmarks/results/lorenz96.{json,md}`` (``--output``).
+Without DAPPER, our side runs alone and the report says that DAPPER was skipped.
 
 **Setup** (``dapper/mods/Lorenz96/sakov2008.py``): ``n = 40``, ``F = 8``, RK4 with
 ``dt = 0.05``; all 40 variables observed with ``R = I``, every step (3DVar) or
@@ -177,7 +178,7 @@ def run_dapper(python: str, twin: Twin, specs: list[dict]) -> dict:
         )
         done = subprocess.run([python, str(driver), str(source), str(target)])
         if done.returncode != 0:
-            print(f"DAPPER's run failed (exit {done.returncode}).")
+            print(f"DAPPER's run failed (exit {done.returncode}).", file=sys.stderr)
             return {}
         return json.loads(target.read_text())
 
@@ -190,7 +191,21 @@ def dapper_python(option: str | None, enabled: bool) -> str | None:
     return sys.executable if importlib.util.find_spec("dapper") else None
 
 
-def main():
+def dapper_status(python: str | None, enabled: bool, results: dict) -> str:
+    """One line for the report: whether DAPPER ran, and why not."""
+    if results:
+        return "DAPPER ran on the same truth and observations (column DAPPER run)."
+    if python is not None:
+        return "DAPPER's run failed (see stderr): our side only."
+    if not enabled:
+        return "DAPPER was skipped (--no-dapper): our side only."
+    return (
+        "DAPPER was skipped (not importable by this interpreter; pass "
+        "--dapper-python): our side only."
+    )
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument(
@@ -199,7 +214,13 @@ def main():
         "it can import dapper)",
     )
     parser.add_argument("--no-dapper", action="store_true", help="skip DAPPER")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "lorenz96.json",
+        help="JSON output path (the Markdown table goes beside it, as .md)",
+    )
+    args = parser.parse_args(argv)
     # Observation times of the test and the training twins (the longer the
     # training, the better its estimate of B): 3DVar every step, 4DVar every 4.
     if args.quick:
@@ -254,10 +275,11 @@ def main():
         if name in dapper:
             row["dapper_run"] = dapper[name]
         rows.append(row)
-        print(f"{name}: {row}", flush=True)
+        print(f"{name}: {row}", file=sys.stderr, flush=True)
 
     table = markdown_table(rows, python is not None)
-    print(table)
+    dapper_note = dapper_status(python, not args.no_dapper, dapper)
+    print(f"{table}\n\n{dapper_note}")
     payload = {
         "machine": machine_info(),
         "quick": args.quick,
@@ -267,11 +289,12 @@ def main():
         },
         "burn_in": BURN_IN,
         "b_iterations": iterations,
+        "dapper": dapper_note,
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lorenz96.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / "lorenz96.md").write_text(table + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2))
+    args.output.with_suffix(".md").write_text(f"{table}\n\n{dapper_note}\n")
 
 
 def markdown_table(rows: list[dict], with_dapper: bool) -> str:

@@ -47,12 +47,20 @@ class Neumann(lx.AbstractLinearSolver):
             )
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
+        """The solver state: the operator itself (lineax's solver interface)."""
         del options
         return operator
 
     def compute(
         self, state: lx.AbstractLinearOperator, vector: PyTree[Array], options: dict
     ) -> tuple[PyTree[Array], lx.RESULTS, dict[str, Any]]:
+        """Sum the `num_terms` terms of the series for ``A w = vector``.
+
+        **Returns:** ``(w, result, stats)``: ``w`` of the pytree structure and
+        shapes of `vector`, always `lx.RESULTS.successful` (the residual is not
+        checked here: `Implicit` measures and reports it), and
+        ``{"num_steps": num_terms}``.
+        """
         operator = state
         if self.step_size is None:
             alpha = 1.0 / _largest_eigenvalue(operator, vector)
@@ -68,12 +76,15 @@ class Neumann(lx.AbstractLinearSolver):
         return w, lx.RESULTS.successful, {"num_steps": jnp.array(self.num_terms)}
 
     def transpose(self, state, options):
+        """The state for solving with ``Aᵀ`` (lineax's solver interface)."""
         return state.transpose(), options
 
     def conj(self, state, options):
+        """The state for solving with the conjugate of ``A``: ``A`` itself (real)."""
         return state, options
 
     def assume_full_rank(self) -> bool:
+        """`True`: ``A`` is assumed symmetric positive definite, so invertible."""
         return True
 
 

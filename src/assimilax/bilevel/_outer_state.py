@@ -37,7 +37,8 @@ class OuterState(eqx.Module):
       (``Implicit.warm_start_memory`` of them, zeros until filled); the next
       backward solve starts from their best combination when ``warm_start=True``.
       Empty for other strategies.
-    - `reference_residual`: the inner solver's residual at the first (cold) start.
+    - `reference_residual`: the inner solver's residual at the first (cold) start,
+      a scalar (`None` before the first outer step).
       Warm-started solves test convergence against it, not against the (already
       small) residual at the warm start, which would make ``rtol`` ever stricter.
     """

@@ -8,7 +8,8 @@ from ._solvers._base import InnerState
 
 
 class Stats(eqx.Module):
-    """Statistics of an inner solve (arrays carry no derivative).
+    """Statistics of an inner solve: scalars (batched under `vmap`) that carry no
+    derivative.
 
     - `converged`: whether the solver's convergence test held at the end.
     - `num_steps`: iterations taken.

@@ -6,6 +6,8 @@
     assimilax assimilate CONFIG.toml  # the analysis of every window of an experiment
     assimilax fit CONFIG.toml         # learn parameters through the analyses
     assimilax check CONFIG.toml       # check a config without solving anything
+    assimilax fit CONFIG.toml --devices all  # batches split over this host's devices
+    assimilax fit CONFIG.toml --distributed  # ... over every device of every process
 
 Each demo runs on embedded defaults (its data is generated), prints a summary
 table and writes a netCDF file and a PNG plot (matplotlib) into ``--out``
@@ -64,7 +66,44 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="continue from the newest checkpoint (as [fit].resume = true)",
             )
+            _scaling_options(command)
     return parser
+
+
+def _scaling_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "scaling out", "split each batch of windows over devices and hosts"
+    )
+    group.add_argument(
+        "--devices",
+        default=None,
+        metavar="N|all",
+        help="split each batch over this process's first N devices (default 1)",
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run (jax.distributed.initialize): each process "
+        "reads its share of the windows, batches split over every device",
+    )
+    group.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's address (default: $JAX_COORDINATOR_ADDRESS or the cluster)",
+    )
+    group.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="number of processes (default: $JAX_NUM_PROCESSES or the cluster)",
+    )
+    group.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        help="this process's index (default: $JAX_PROCESS_ID or the cluster)",
+    )
 
 
 def _run_config(args: argparse.Namespace) -> int:
@@ -84,7 +123,15 @@ def _run_config(args: argparse.Namespace) -> int:
         if getattr(args, "resume", False):
             config = config.with_resume()
         experiment = prepare(config)
+        if getattr(args, "distributed", False):
+            experiment = experiment.process_share()
         fit = None if config.fit is None else FitSetup.build(config, experiment)
+        mesh = _mesh(args) if args.command == "fit" else None
+        if mesh is not None and fit.batch_size % mesh.size:
+            raise ConfigError(
+                f"[fit].batch_size = {fit.batch_size} must be a multiple of the "
+                f"{mesh.size} devices it is split over"
+            )
     except ConfigError as error:
         print(f"assimilax: config error: {error}", file=sys.stderr)
         return 2
@@ -97,13 +144,55 @@ def _run_config(args: argparse.Namespace) -> int:
         return 0
     if args.command == "assimilate":
         return run_assimilate(config, experiment)
-    return run_fit(fit)
+    return run_fit(fit, mesh)
+
+
+def _mesh(args: argparse.Namespace):
+    """The device mesh of ``--devices`` / ``--distributed`` (`None`: one device).
+
+    **Raises:** `ConfigError` for a device count that is not there.
+    """
+    import jax
+
+    from ..learning import data_mesh
+    from ._table import ConfigError
+
+    if args.distributed:
+        return data_mesh()
+    if args.devices is None:
+        return None
+    available = jax.local_devices()
+    if args.devices == "all":
+        return data_mesh(available)
+    try:
+        count = int(args.devices)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= len(available):
+        raise ConfigError(
+            f"--devices must be 'all' or an int in [1, {len(available)}] (the "
+            f"devices here), got {args.devices!r}"
+        )
+    return data_mesh(available[:count])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``assimilax`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     import jax
+
+    if getattr(args, "distributed", False):
+        from ..learning import initialize_distributed
+
+        if args.devices not in (None, "all"):
+            print(
+                "assimilax: config error: --distributed uses every device: drop "
+                "--devices",
+                file=sys.stderr,
+            )
+            return 2
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
     jax.config.update("jax_enable_x64", True)
     if args.command != "demo":

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import xarray as xr
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Scalar
 
 from ..bilevel import Implicit
@@ -133,11 +134,15 @@ class FitSetup:
                 f"[fit].validation = {spec.validation} leaves no training window "
                 f"of {experiment.num_windows}"
             )
-        batch_size = num_train if spec.batch_size is None else spec.batch_size
-        if batch_size > num_train:
+        # In a multi-process run the experiment holds this process's windows and
+        # the batch is global: every process contributes its share.
+        processes = jax.process_count()
+        batch_size = spec.batch_size or num_train * processes
+        if batch_size > num_train * processes:
             raise ConfigError(
-                f"[fit].batch_size = {batch_size} is more than the {num_train} "
-                f"training window(s) ({experiment.num_windows} in the data, "
+                f"[fit].batch_size = {batch_size} is more than the "
+                f"{num_train * processes} training window(s) "
+                f"({experiment.num_windows * processes} in the data, "
                 f"validation = {spec.validation})"
             )
         solver = config.solver.build()
@@ -216,8 +221,9 @@ def _natural(setup: FitSetup, name: str, raw: Float[Array, ""]) -> float:
     return math.exp(value) if learn[name].transform == "log" else value
 
 
-def run_fit(setup: FitSetup) -> int:
-    """Run `fit`, print the summary, write the history and the parameters."""
+def run_fit(setup: FitSetup, mesh: Mesh | None = None) -> int:
+    """Run `fit` (its batches split over `mesh` when given), print the summary,
+    write the history and the parameters (process 0 of a multi-process run)."""
     config, spec = setup.config, setup.config.fit
     folder = config.output.folder
     checkpoint_dir = None
@@ -245,6 +251,7 @@ def run_fit(setup: FitSetup) -> int:
             checkpoint_every=spec.checkpoint_every or 10,
             resume=spec.resume,
             progress=spec.progress,
+            mesh=mesh,
         )
     rows, record = [], {}
     for item in spec.learn:
@@ -269,8 +276,10 @@ def run_fit(setup: FitSetup) -> int:
         f"{number(float(losses[-1]))} at the last ({losses.size} steps)"
         + ("" if last_valid is None else f"; validation {number(float(last_valid))}")
     )
-    folder.mkdir(parents=True, exist_ok=True)
     stem = folder / config.output.name
+    if jax.process_index() != 0:  # every process holds the same results
+        return 1 if result.stopped is not None else 0
+    folder.mkdir(parents=True, exist_ok=True)
     history.to_netcdf(f"{stem}_history.nc")
     summary = {
         "config_file": str(config.path.resolve()),

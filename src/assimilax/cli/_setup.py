@@ -21,6 +21,7 @@ from jaxtyping import Array, Float
 from ..costs import AbstractVariationalProblem, ControlVariable, DirectControl
 from ..dynamics import AbstractDynamics
 from ..io._dims import TIME, X, Y
+from ..learning import process_shard
 from ..observations import (
     AbstractObservationOperator,
     DiagonalNoise,
@@ -81,6 +82,16 @@ class Experiment:
                 da = da.expand_dims({WINDOW: self.num_windows})
             out[str(name)] = jnp.asarray(ordered(da).values[index])
         return out
+
+    def process_share(self) -> "Experiment":
+        """This process's contiguous share of the windows (`process_shard`, an
+        ``isel``), for a multi-process `fit`. **Raises:** `ConfigError` when the
+        windows do not split evenly over the processes."""
+        try:
+            data = process_shard(self.data, WINDOW)
+        except ValueError as error:
+            raise ConfigError(f"--distributed: {error}") from None
+        return dataclasses.replace(self, data=data)
 
     def noise(self, values: Mapping[str, Any] | None = None):
         """The observation-error model, `values` replacing ``noise_std``."""

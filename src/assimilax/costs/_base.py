@@ -32,6 +32,11 @@ class AbstractVariationalProblem(eqx.Module):
     and for `ProximalGradient`/`PrimalDual` the split `smooth_cost` + `prox` (see
     `ProblemProx`).
 
+    **Shapes:** the control has the state's shape ``(*state)`` (`ThreeDVar`,
+    `StrongConstraint4DVar`: the initial state) or ``(grid, *state)``
+    (`WeakConstraint4DVar`: a state at each time of the window's grid); costs and
+    their components are scalars.
+
     Priors act on ``to_state(control)``; weak-constraint problems apply them to
     each state of the trajectory and sum.
     """
@@ -43,11 +48,14 @@ class AbstractVariationalProblem(eqx.Module):
 
     @abc.abstractmethod
     def to_state(self, control: Float[Array, "..."]) -> Float[Array, "..."]:
-        """The analysis state (or trajectory) for this control."""
+        """The analysis for this control, of the control's shape: the state
+        ``(*state)``, or the trajectory ``(grid, *state)`` of weak-constraint
+        problems."""
 
     @abc.abstractmethod
     def first_guess(self) -> Float[Array, "..."]:
-        """The control of the background: the usual initial iterate."""
+        """The control of the background: the usual initial iterate, shape
+        ``(*state)`` or ``(grid, *state)`` (weak constraint)."""
 
     @abc.abstractmethod
     def _components(self, control: Float[Array, "..."]) -> dict[str, Scalar]:
@@ -62,7 +70,7 @@ class AbstractVariationalProblem(eqx.Module):
         return jax.vmap(fn)(states) if self.priors_per_time else fn(states)
 
     def components(self, control: Float[Array, "..."]) -> dict[str, Scalar]:
-        """The cost's terms by name; their sum is `cost`."""
+        """The cost's terms by name, each a scalar; their sum is `cost`."""
         terms = self._components(control)
         if self.priors:
             states = self.to_state(control)
@@ -71,11 +79,13 @@ class AbstractVariationalProblem(eqx.Module):
         return terms
 
     def cost(self, control: Float[Array, "..."]) -> Scalar:
-        """The cost ``U(control)``: the sum of every term."""
+        """The cost ``U(control)``, a scalar: the sum of every term."""
         return sum(self.components(control).values())
 
     def residuals(self, control: Float[Array, "..."]) -> dict[str, PyTree[Array]]:
-        """Whitened residuals ``r`` with ``cost == 0.5 |r|^2`` (a dict pytree).
+        """Whitened residuals ``r`` with ``cost == 0.5 |r|^2``: a dict of arrays
+        (``"background"`` of the control's shape, ``"observations"`` of shape
+        ``(time, *obs)``, ...).
 
         **Raises:** `TypeError` when a prior is not a sum of squares.
         """
@@ -88,7 +98,8 @@ class AbstractVariationalProblem(eqx.Module):
         return terms
 
     def smooth_cost(self, control: Float[Array, "..."]) -> Scalar:
-        """`cost` without the proximable priors: the ``f`` of proximal solvers."""
+        """`cost` without the proximable priors (a scalar): the ``f`` of proximal
+        solvers."""
         terms = self.components(control)
         for i, prior in enumerate(self.priors):
             if isinstance(prior, AbstractProximablePrior):
@@ -96,7 +107,7 @@ class AbstractVariationalProblem(eqx.Module):
         return sum(terms.values())
 
     def nonsmooth_energy(self, control: Float[Array, "..."]) -> Scalar:
-        """The proximable priors' part of `cost` (0 without one)."""
+        """The proximable priors' part of `cost`, a scalar (0 without one)."""
         total = jnp.zeros((), control.dtype)
         for prior in self.priors:
             if isinstance(prior, AbstractProximablePrior):
@@ -106,7 +117,8 @@ class AbstractVariationalProblem(eqx.Module):
     def prox(
         self, control: Float[Array, "..."], step: ScalarLike
     ) -> Float[Array, "..."]:
-        """The prox of ``step`` times `nonsmooth_energy` (identity without one)."""
+        """The prox of ``step`` (a scalar) times `nonsmooth_energy` (identity without
+        one); same shape as `control`."""
         for prior in self.priors:
             if isinstance(prior, AbstractProximablePrior):
                 return self._on_states(lambda s: prior.prox(s, step), control)

@@ -21,17 +21,20 @@ class AbstractControl(eqx.Module):
     def to_state(
         self, control: Float[Array, "*state"], background: AbstractBackground
     ) -> Float[Array, "*state"]:
-        """The state for this control."""
+        """The state for this control: ``x`` of the background's shape ``(*state)``,
+        like `control`."""
 
     @abc.abstractmethod
     def background_residual(
         self, control: Float[Array, "*state"], background: AbstractBackground
     ) -> Float[Array, "*state"]:
-        """``r`` with background term ``0.5 |r|^2``."""
+        """The whitened background residual ``r``, shape ``(*state)``: the
+        background term is ``0.5 |r|^2``."""
 
     @abc.abstractmethod
     def first_guess(self, background: AbstractBackground) -> Float[Array, "*state"]:
-        """The control of the background state (the usual starting point)."""
+        """The control of the background state (the usual starting point), shape
+        ``(*state)``."""
 
 
 class DirectControl(AbstractControl):

@@ -31,12 +31,14 @@ class _AbstractWindowProblem(AbstractVariationalProblem):
 
     @property
     def times(self) -> Float[Array, " grid"]:
-        """The model time grid of the window (a concrete array, also under `jit`)."""
+        """The model time grid of the window, shape ``(grid,)`` (a concrete array,
+        also under `jit`)."""
         return grid_array(self.time_grid, jnp.result_type(self.observations.times))
 
     @property
     def observation_index(self) -> Int[Array, " time"]:
-        """Where each observation time sits on `times`."""
+        """Where each observation time sits on `times`: integers, shape
+        ``(time,)``."""
         return index_array(self.observation_steps)
 
     def _at_observations(
@@ -114,7 +116,7 @@ class StrongConstraint4DVar(_AbstractWindowProblem):
         _check_window("StrongConstraint4DVar", self)
 
     def to_state(self, control: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """The initial state ``x0`` at ``times[0]``."""
+        """The initial state ``x0`` at ``times[0]``, shape ``(*state)``."""
         return self.control.to_state(control, self.background)
 
     def first_guess(self) -> Float[Array, "*state"]:
@@ -123,7 +125,7 @@ class StrongConstraint4DVar(_AbstractWindowProblem):
     def trajectory(
         self, control: Float[Array, "*state"]
     ) -> Float[Array, " grid *state"]:
-        """The model states at every time of `times`."""
+        """The model states at every time of `times`, shape ``(grid, *state)``."""
         x0 = self.to_state(control)
         if len(self.time_grid) == 1:  # a single observation at t0: nothing to run
             return x0[None]

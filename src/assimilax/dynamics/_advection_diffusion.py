@@ -18,9 +18,10 @@ class AdvectionDiffusion1D(AbstractODEDynamics):
 
     **Fields:**
 
-    - `n`: number of grid points ``x_j = j L / n`` (static, default 128).
-    - `velocity`: advection speed (any sign; array field: learnable).
-    - `kappa`: diffusivity, >= 0 (learnable).
+    - `n`: number of grid points ``x_j = j L / n`` (static, default 128); the
+      state has shape ``(n,)``.
+    - `velocity`: advection speed, a scalar (any sign; array field: learnable).
+    - `kappa`: diffusivity, a scalar >= 0 (learnable).
     - `length`: domain length (static, default 1.0).
     - `integrator`: default `ExactFlow()`.
 
@@ -57,6 +58,8 @@ class AdvectionDiffusion1D(AbstractODEDynamics):
 
     @property
     def grid(self) -> tuple[np.ndarray, ...]:
+        """The coordinates ``x_j = j L / n``, a one-tuple of NumPy arrays of shape
+        ``(n,)`` (for xarray coords)."""
         return (Periodic().grid(self.n, self.length),)
 
     def _eigenvalues(self, dtype) -> Complex[Array, " modes"]:

@@ -29,8 +29,9 @@ class AbstractDynamics(eqx.Module):
     def vector_field(
         self, t: ScalarLike, x: Float[Array, "*state"], args: PyTree = None
     ) -> Float[Array, "*state"]:
-        """The tendency ``dx/dt`` at time `t` and state `x` (`args` is unused by the
-        built-in models: their parameters are fields)."""
+        """The tendency ``dx/dt`` at the scalar time `t` and state `x`, of `x`'s
+        shape ``(*state)`` (`args` is unused by the built-in models: their
+        parameters are fields)."""
 
     @abc.abstractmethod
     def integrate(
@@ -86,5 +87,10 @@ class AbstractODEDynamics(AbstractDynamics):
     def exact_flow(
         self, x0: Float[Array, "*state"], times: Float[Array, " time"]
     ) -> Float[Array, " time *state"]:
-        """The exact solution at `times` (models with a closed-form flow only)."""
+        """The exact solution at `times`, shape ``(time, *state)`` for `x0` of shape
+        ``(*state)`` and `times` of shape ``(time,)`` (models with a closed-form
+        flow only).
+
+        **Raises:** `NotImplementedError` for models without one.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no closed-form flow.")

@@ -44,7 +44,10 @@ class AbstractBoundary(eqx.Module):
 
     @abc.abstractmethod
     def forward(self, u: Float[Array, "..."], ndim: int) -> Array:
-        """Transform over the last `ndim` axes."""
+        """Transform `u`, of shape ``(..., *grid)``, over its last `ndim` axes:
+        ``(..., *modes)`` coefficients (a real sine transform for `Dirichlet`, the
+        half-spectrum complex ``rfftn`` for `Periodic`, whose last axis has
+        ``n // 2 + 1`` modes)."""
 
     @abc.abstractmethod
     def inverse(self, uh: Array, shape: tuple[int, ...]) -> Float[Array, "..."]:
@@ -54,7 +57,8 @@ class AbstractBoundary(eqx.Module):
     def lift(
         self, shape: tuple[int, ...], lengths: tuple[float, ...], dtype
     ) -> Float[Array, "..."]:
-        """A harmonic field with the boundary values (``u - lift`` is homogeneous)."""
+        """A harmonic field of shape `shape` (the grid's) with the boundary values
+        (``u - lift`` is homogeneous); zeros for `Periodic`."""
 
     def laplacian_symbol(
         self, shape: tuple[int, ...], lengths: tuple[float, ...]
@@ -97,7 +101,7 @@ class Dirichlet(AbstractBoundary):
     ``j = 1..n``. In 2D the values vary linearly in ``x`` (the first axis) from
     `left` to `right` along the ``y = 0`` and ``y = L_y`` edges, so the steady state
     is that linear profile; ``Dirichlet()`` (zero everywhere) is the common case.
-    `left` and `right` are array fields: learnable.
+    `left` and `right` are scalars (array fields: learnable).
     """
 
     left: Float[Array, ""] = eqx.field(converter=as_float, default=0.0)

@@ -124,6 +124,7 @@ class Heat1D(AbstractHeat):
 
     @property
     def lengths(self) -> tuple[float, ...]:
+        """The domain length along each axis: ``(length,)``."""
         return (self.length,)
 
 

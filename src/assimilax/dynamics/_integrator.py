@@ -39,6 +39,7 @@ class RK4(dfx.AbstractERK):
     )
 
     def order(self, terms):
+        """The order of the method, 4 (diffrax's solver interface)."""
         del terms
         return 4
 
@@ -50,7 +51,8 @@ class AbstractIntegrator(eqx.Module):
     def integrate(
         self, dynamics, x0: Float[Array, "*state"], times: Float[Array, " time"]
     ) -> Float[Array, " time *state"]:
-        """States of `dynamics` at `times` (validated), ``out[0] == x0``."""
+        """States of `dynamics` at `times` (validated, shape ``(time,)``), from `x0`
+        of shape ``(*state)``: shape ``(time, *state)``, ``out[0] == x0``."""
 
 
 def _diffrax_vector_field(t, y, dynamics):

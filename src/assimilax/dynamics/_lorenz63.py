@@ -14,7 +14,10 @@ from ._integrator import AbstractIntegrator
 class Lorenz63(AbstractODEDynamics):
     """``x' = sigma (y - x)``, ``y' = x (rho - z) - y``, ``z' = x y - beta z``.
 
-    **Fields:** `sigma` (10), `rho` (28), `beta` (8/3): array fields, learnable.
+    The state has shape ``(3,)``.
+
+    **Fields:** `sigma` (10), `rho` (28), `beta` (8/3): scalars, array fields,
+    learnable.
     `integrator`: default `FixedStepRK4(dt=0.01)` (classical RK4 with the
     step of DAPPER's ``Lorenz63`` setup); for a tolerance-controlled solution pass
     ``Integrator(solver=diffrax.Tsit5(), stepsize_controller=PIDController(...))``.

@@ -16,8 +16,9 @@ class Lorenz96(AbstractODEDynamics):
 
     **Fields:**
 
-    - `n`: number of variables (static, >= 4; default 40).
-    - `F`: forcing (array field, learnable; default 8, chaotic).
+    - `n`: number of variables (static, >= 4; default 40): the state has shape
+      ``(n,)``.
+    - `F`: forcing, a scalar (array field, learnable; default 8, chaotic).
     - `integrator`: default `FixedStepRK4(dt=0.05)`: classical RK4 with exactly
       DAPPER's model step for the Sakov & Oke (2008) setup, so the two agree to
       rounding (a `lax.scan`, whose gradient costs ~3x the forward pass). For an

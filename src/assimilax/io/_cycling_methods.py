@@ -92,7 +92,13 @@ class AbstractCyclingMethod(eqx.Module):
         interval: float,
         solver: AbstractInnerSolver,
     ) -> WindowAnalysis:
-        """Analyse one window; `observations` have times relative to its start."""
+        """Analyse one window from the background `xb`, shape ``(*state)``;
+        `observations` have times relative to its start.
+
+        **Returns:** a `WindowAnalysis`: the analysis and forecast trajectories on
+        the window grid, shape ``(grid, *state)``, and the inner solve's
+        convergence flag and step count (scalars).
+        """
 
     def _check(self, owner: str) -> None:
         if not isinstance(self.background, AbstractBackground):
@@ -126,10 +132,12 @@ class ThreeDVarCycling(AbstractCyclingMethod):
 
     @property
     def window(self) -> int:
+        """Observation intervals per window: always 1 (the analysis time)."""
         return 1
 
     @property
     def shift(self) -> int:
+        """Intervals between window starts: always 1 (every observation time)."""
         return 1
 
     def analyse(self, dynamics, xb, observations, interval, solver):

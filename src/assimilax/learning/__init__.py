@@ -19,3 +19,8 @@ from ._pretrain import (
     Denoising as Denoising,
     pretrain_prior as pretrain_prior,
 )
+from ._sharding import (
+    data_mesh as data_mesh,
+    initialize_distributed as initialize_distributed,
+    process_shard as process_shard,
+)

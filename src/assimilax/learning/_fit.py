@@ -3,6 +3,7 @@
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import jax.tree_util as jtu
 import numpy as np
 import optax
 import xarray as xr
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from jaxtyping import Array, PyTree
 
 from ..bilevel import (
@@ -22,6 +25,14 @@ from ..bilevel import (
     Implicit,
 )
 from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ._sharding import (
+    BATCH,
+    check_mesh,
+    DATA_AXIS,
+    REPLICATED,
+    to_global,
+    to_local,
+)
 from ._step import evaluate, initial_states, StepConfig, train_step
 from ._windows import batch_indices, split, stack_windows, take
 
@@ -97,6 +108,7 @@ def fit(
     checkpoint_every: int = 10,
     resume: bool = False,
     progress: bool = False,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Learn `params` through the inner argmin of every assimilation window.
 
@@ -148,6 +160,16 @@ def fit(
       `resume=True` continues from the newest checkpoint there (or starts fresh
       when there is none), drawing the same batches as an uninterrupted run.
     - `progress`: show a tqdm bar with the loss and the inner solves.
+    - `mesh`: a `jax.sharding.Mesh` with an axis named ``"data"``
+      (`data_mesh()`: every device) to split each batch over its devices
+      (`jax.shard_map`): parameters and optimiser state are replicated, each
+      device solves its share of the windows, and `psum` adds the devices'
+      hypergradients. `batch_size` must be a multiple of the number of devices.
+      Validation and the first warm starts are split likewise. In a
+      multi-process run (`initialize_distributed`), `data` is *this process's*
+      windows (`process_shard`), every process draws ``batch_size /
+      process_count`` of its own windows per step, and checkpoints go to
+      ``checkpoint_dir/process_I``. Default: one device.
 
     **Returns:** a `FitResult` with the learnt `params` and the `history`, an
     `xarray.Dataset` over `step` with `loss` (batch mean, at the parameters
@@ -155,7 +177,8 @@ def fit(
     `grad_norm`, `inner_steps` (mean per window), `inner_failures` (windows whose
     inner or linear solve failed: not converged within `max_steps`, non-finite),
     `linear_steps` (mean backward solve iterations, `Implicit` only), `wall_s`,
-    and one ``params.NAME`` per trainable scalar.
+    and one ``params.NAME`` per trainable scalar; its attrs record the run's
+    settings (windows, batch size, `devices` and `processes`, strategy...).
 
     **Failures:** a non-finite loss or hypergradient stops the run: its update
     is not applied, the last parameters with a finite loss and hypergradient are
@@ -167,7 +190,9 @@ def fit(
     **Raises:** `ValueError` for bad arguments (both or neither of `steps` and
     `epochs`, a batch larger than the training set, a `validation` fraction
     outside ``[0, 1)``, `resume` without `checkpoint_dir`, a checkpoint from a
-    different run); `TypeError` for an `optimiser` that is not an optax one.
+    different run, a mesh without a ``"data"`` axis or a batch it does not
+    split evenly); `TypeError` for an `optimiser` that is not an optax one, or
+    a `mesh` that is not a `Mesh`.
     """
     if not isinstance(optimiser, optax.GradientTransformation):
         raise TypeError(
@@ -181,12 +206,17 @@ def fit(
     train_windows = take(windows, train_index)
     valid_windows = take(windows, valid_index) if valid_index.size else None
     num_train = train_index.size
-    _check_arguments(steps, epochs, batch_size, num_train, checkpoint_dir, resume)
+    # This process's share of each batch (all of it on a single process).
+    local_batch = batch_size if mesh is None else check_mesh(mesh, batch_size)
+    _check_arguments(steps, epochs, local_batch, num_train, checkpoint_dir, resume)
     if epochs is not None:
-        steps = epochs * (num_train // batch_size)
+        steps = epochs * (num_train // local_batch)
     if warm_start is None:
         warm_start = isinstance(hypergradient, Implicit | FiniteDifference)
     config = StepConfig(problem_fn, outer_loss, optimiser, solver, hypergradient)
+    sharded = StepConfig(
+        problem_fn, outer_loss, optimiser, solver, hypergradient, mesh=mesh
+    )
     trainable_part, static = eqx.partition(params, trainable)
     # Weak-typed leaves (`jnp.log(2.0)`, a Python float) turn strong at the first
     # update, which would compile the training step a second time: make them
@@ -194,6 +224,8 @@ def fit(
     trainable_part = jtu.tree_map(_strong, trainable_part)
     opt_state = optimiser.init(trainable_part)
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if checkpoint_dir is not None and jax.process_count() > 1:
+        checkpoint_dir = checkpoint_dir / f"process_{jax.process_index()}"
     meta = {"num_windows": num, "batch_size": batch_size, "num_train": num_train}
 
     start, records, states = 0, [], None
@@ -216,8 +248,22 @@ def fit(
                     f"{name}={saved[name]}, this run {meta[name]}."
                 )
         start, records = saved["step"], saved["records"]
-    elif warm_start:
-        states = initial_states(config, params, train_windows)
+    if mesh is not None:
+        trainable_part, opt_state, static = _replicate(
+            (trainable_part, opt_state, static), mesh
+        )
+
+    def per_window(function, current, windows):
+        # `initial_states` or `evaluate` of every window, split over the mesh.
+        if mesh is None:
+            return function(config, current, windows)
+        return _on_mesh(function, sharded, current, windows, mesh)
+
+    if warm_start and folder is None:
+        current = eqx.combine(trainable_part, static)
+        states = per_window(initial_states, current, train_windows)
+    if mesh is not None and states is not None:
+        states = jtu.tree_map(np.asarray, states)
 
     def save(step: int) -> None:
         if checkpoint_dir is not None:
@@ -227,7 +273,10 @@ def fit(
             )
 
     def validate(current) -> float:
-        return float(jnp.mean(evaluate(config, current, valid_windows)[0]))
+        losses = np.asarray(per_window(evaluate, current, valid_windows)[0])
+        if jax.process_count() > 1:
+            losses = multihost_utils.process_allgather(losses)
+        return float(np.mean(losses))
 
     bar = None
     if progress:
@@ -237,24 +286,24 @@ def fit(
     stopped, last_finite = None, None
     for step in range(start, steps):
         tick = time.perf_counter()
-        batch = batch_indices(step, num_train, batch_size, batch_key)
+        batch = batch_indices(step, num_train, local_batch, batch_key)
+        batch_windows = take(train_windows, batch)
         batch_states = None if states is None else take(states, batch)
+        if mesh is not None:
+            batch_windows, batch_states = to_global(
+                (batch_windows, batch_states), mesh, BATCH
+            )
         current = eqx.combine(trainable_part, static)
         before = (trainable_part, opt_state, states)
         scalars = {k: float(v) for k, v in _scalar_leaves(trainable_part).items()}
         trainable_part, opt_state, new_states, record = train_step(
-            config,
-            trainable_part,
-            static,
-            opt_state,
-            take(train_windows, batch),
-            batch_states,
+            sharded, trainable_part, static, opt_state, batch_windows, batch_states
         )
         record = {k: float(v) for k, v in record.items()}
         if states is not None:
-            states = jtu.tree_map(
-                lambda all_, new: all_.at[batch].set(new), states, new_states
-            )
+            if mesh is not None:
+                new_states = to_local(new_states, mesh, BATCH)
+            states = jtu.tree_map(partial(_set_rows, batch), states, new_states)
         due = valid_windows is not None and (
             (step + 1) % validate_every == 0 or step + 1 == steps
         )
@@ -297,11 +346,40 @@ def fit(
         num_train=num_train,
         num_validation=int(valid_index.size),
         batch_size=batch_size,
+        devices=1 if mesh is None else int(mesh.shape[DATA_AXIS]),
+        processes=jax.process_count(),
         steps=steps,
         hypergradient=repr(hypergradient),
         solver=repr(solver),
     )
     return FitResult(eqx.combine(trainable_part, static), history, stopped)
+
+
+def _set_rows(rows: np.ndarray, all_rows, new_rows):
+    """`all_rows` with `rows` replaced by `new_rows` (a copy: the old states are
+    kept for a roll-back), for NumPy (sharded runs) and JAX arrays alike."""
+    if isinstance(all_rows, np.ndarray):
+        out = all_rows.copy()
+        out[rows] = new_rows
+        return out
+    return all_rows.at[rows].set(new_rows)
+
+
+def _replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """The arrays of `tree` replicated on every device of `mesh` (global arrays)."""
+    arrays, rest = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(to_global(arrays, mesh, REPLICATED), rest)
+
+
+def _on_mesh(function, config: StepConfig, params, windows, mesh: Mesh):
+    """``function(config, params, windows)`` (`initial_states`, `evaluate`) with
+    the windows split over `mesh`: padded with copies of the last one to a
+    multiple of this process's devices, the padding dropped from the result."""
+    count = jtu.tree_leaves(windows)[0].shape[0]
+    devices = mesh.shape[DATA_AXIS] // jax.process_count()
+    index = np.minimum(np.arange(count + (-count) % devices), count - 1)
+    out = function(config, params, to_global(take(windows, index), mesh, BATCH))
+    return take(to_local(out, mesh, BATCH), np.arange(count))
 
 
 def _history(records: list[dict[str, float]]) -> xr.Dataset:

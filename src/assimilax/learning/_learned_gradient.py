@@ -192,7 +192,7 @@ class LearnedGradientSolver(eqx.Module):
 
     @property
     def learning_rate(self) -> Scalar:
-        """The step of the gradient term, ``exp(log_learning_rate)``."""
+        """The step of the gradient term, ``exp(log_learning_rate)``: a scalar."""
         return jnp.exp(self.log_learning_rate)
 
     def iterates(

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
+from jax.sharding import Mesh, NamedSharding
 from jaxtyping import Array, PyTree
 
 from .._promotion import optax_promotion
@@ -28,6 +29,7 @@ from ..bilevel import (
     value_and_hypergrad,
 )
 from ..bilevel._iterate import stop_gradient_tree
+from ._sharding import BATCH
 
 
 class StepConfig(eqx.Module):
@@ -38,6 +40,8 @@ class StepConfig(eqx.Module):
     optimiser: optax.GradientTransformation = eqx.field(static=True)
     solver: AbstractInnerSolver
     hypergradient: AbstractHypergradient
+    # Split each batch over this mesh's `data` axis (`_sharding`); `None`: one device.
+    mesh: Mesh | None = eqx.field(static=True, default=None)
 
 
 def _cost(control, problem):
@@ -103,8 +107,39 @@ def _one_window(config: StepConfig, trainable, static, window, state):
     return loss, grads, new_state, diagnostics
 
 
-def _mean(tree):
-    return jtu.tree_map(lambda a: jnp.mean(a, axis=0), tree)
+def _sum(tree):
+    return jtu.tree_map(lambda a: jnp.sum(a, axis=0), tree)
+
+
+def _batch_sums(config: StepConfig, trainable, static, windows, states):
+    """Sums over a batch of windows (loss, hypergradients, diagnostics), and
+    each window's new warm-start state."""
+
+    def one(window, state):
+        return _one_window(config, trainable, static, window, state)
+
+    losses, grads, new_states, diagnostics = jax.vmap(one)(windows, states)
+    sums = {
+        "loss": jnp.sum(losses),
+        "grads": _sum(grads),
+        "inner_steps": jnp.sum(jnp.asarray(diagnostics["inner_steps"], dtype=float)),
+        "inner_failures": jnp.sum(diagnostics["inner_failed"]),
+        "linear_steps": jnp.sum(diagnostics["linear_steps"]),
+    }
+    return sums, new_states
+
+
+def _split(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Every array of `tree` split along its leading (window) axis over `mesh`."""
+    split = NamedSharding(mesh, BATCH)
+    return jtu.tree_map(lambda a: jax.lax.with_sharding_constraint(a, split), tree)
+
+
+def _sharded_batch_sums(config: StepConfig, trainable, static, windows, states):
+    """`_batch_sums` with the batch split over the devices of `config.mesh`."""
+    windows, states = _split((windows, states), config.mesh)
+    sums, new_states = _batch_sums(config, trainable, static, windows, states)
+    return sums, _split(new_states, config.mesh)
 
 
 def _all_finite(tree) -> Array:
@@ -131,11 +166,11 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
     diagnostics.
     """
 
-    def one(window, state):
-        return _one_window(config, trainable, static, window, state)
-
-    losses, grads, new_states, diagnostics = jax.vmap(one)(windows, states)
-    loss, grads = jnp.mean(losses), _mean(grads)
+    size = jtu.tree_leaves(windows)[0].shape[0]
+    batch_sums = _batch_sums if config.mesh is None else _sharded_batch_sums
+    sums, new_states = batch_sums(config, trainable, static, windows, states)
+    loss = sums["loss"] / size
+    grads = jtu.tree_map(lambda g: g / size, sums["grads"])
     finite = jnp.isfinite(loss) & _all_finite(grads)
     with optax_promotion():
         updates, new_opt_state = config.optimiser.update(grads, opt_state, trainable)
@@ -148,9 +183,9 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
         "loss": loss,
         "grad_norm": _global_norm(grads),
         "finite": finite,
-        "inner_steps": jnp.mean(jnp.asarray(diagnostics["inner_steps"], dtype=float)),
-        "inner_failures": jnp.sum(diagnostics["inner_failed"]),
-        "linear_steps": jnp.mean(diagnostics["linear_steps"]),
+        "inner_steps": sums["inner_steps"] / size,
+        "inner_failures": sums["inner_failures"],
+        "linear_steps": sums["linear_steps"] / size,
     }
     return (
         keep_if_finite(new_trainable, trainable),
@@ -175,6 +210,15 @@ def _solve(config: StepConfig, params, window):
     return problem, sol
 
 
+def _per_window(config: StepConfig, fn: Callable, params, windows):
+    """``fn(params, window)`` for every window: a `vmap`, split over the devices
+    of `config.mesh` when there is one."""
+    if config.mesh is None:
+        return jax.vmap(lambda window: fn(params, window))(windows)
+    windows = _split(windows, config.mesh)
+    return _split(jax.vmap(lambda window: fn(params, window))(windows), config.mesh)
+
+
 @eqx.filter_jit
 def initial_states(config: StepConfig, params, windows) -> OuterState:
     """The warm-start state of every window: its inner solution at `params`.
@@ -183,7 +227,7 @@ def initial_states(config: StepConfig, params, windows) -> OuterState:
     warm-started `Implicit`), so that every outer step runs one compiled program.
     """
 
-    def one(window):
+    def one(params, window):
         _, sol = _solve(config, params, window)
         strategy = config.hypergradient
         adjoints = ()
@@ -192,7 +236,7 @@ def initial_states(config: StepConfig, params, windows) -> OuterState:
             adjoints = (zeros,) * strategy.warm_start_memory
         return OuterState(sol.value, adjoints, sol.stats.initial_grad_norm)
 
-    return jax.vmap(one)(windows)
+    return _per_window(config, one, params, windows)
 
 
 @eqx.filter_jit
@@ -200,9 +244,9 @@ def evaluate(config: StepConfig, params, windows) -> tuple[Array, Array]:
     """Per window, the outer loss and whether the inner solve converged (cold
     inner solves, no gradient): two arrays of shape ``(num_windows,)``."""
 
-    def one(window):
+    def one(params, window):
         problem, sol = _solve(config, params, window)
         loss = config.outer_loss(to_state(problem, sol.value), params, window)
         return loss, sol.result == RESULTS.successful
 
-    return jax.vmap(one)(windows)
+    return _per_window(config, one, params, windows)

@@ -45,7 +45,8 @@ class AbstractNoise(eqx.Module):
 
     @abc.abstractmethod
     def whiten(self, residual: Float[Array, "*obs"]) -> Float[Array, "*obs"]:
-        """``R^{-1/2} r``: residuals for Gauss-Newton (incremental 4DVar)."""
+        """``R^{-1/2} r`` for a residual of shape ``(*obs)`` (one time), same shape:
+        residuals for Gauss-Newton (incremental 4DVar)."""
 
     def weighted_square(self, residual: Float[Array, "*obs"]) -> Scalar:
         """``0.5 rᵀ R⁻¹ r`` (a scalar)."""

@@ -136,14 +136,15 @@ class Observations(eqx.Module):
     def residuals(
         self, states: Float[Array, " time *state"]
     ) -> Float[Array, " time *obs"]:
-        """Whitened residuals ``R^{-1/2} (H x_t - y_t)``, zero where not observed.
+        """Whitened residuals ``R^{-1/2} (H x_t - y_t)``, zero where not observed,
+        shape ``(time, *obs)``, for `states` of shape ``(time, *state)``.
 
         For sums-of-squares noise models ``misfit == 0.5 * sum(residuals**2)``.
         """
         return jax.vmap(self.noise.whiten)(self._innovations(states))
 
     def check_window(self, t0: ScalarLike, t1: ScalarLike) -> "Observations":
-        """`self`, after checking that every time lies in ``[t0, t1]``.
+        """`self`, after checking that every time lies in ``[t0, t1]`` (scalars).
 
         **Raises:** `ValueError` naming the first offending time (eagerly), or an
         `EquinoxRuntimeError` at run time when the times are traced.

@@ -43,7 +43,8 @@ class AbstractObservationOperator(eqx.Module):
         return tuple(out.shape)
 
     def observed(self) -> Bool[Array, "*obs"] | None:
-        """The entries of ``H x`` that are observed (`None`: all of them)."""
+        """The entries of ``H x`` that are observed: a boolean mask of shape
+        ``(*obs)``, or `None` when all of them are."""
         return None
 
 

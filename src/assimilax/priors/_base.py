@@ -45,4 +45,5 @@ class AbstractProximablePrior(AbstractPrior):
 
     @abc.abstractmethod
     def prox(self, x: X, step: ScalarLike) -> X:
-        """``argmin_u step * energy(u) + |u - x|^2 / 2`` (same pytree as ``x``)."""
+        """``argmin_u step * energy(u) + |u - x|^2 / 2`` for a scalar ``step > 0``
+        (same pytree and shapes as ``x``)."""

@@ -82,22 +82,23 @@ class AbstractBackground(AbstractPrior):
 
     @abc.abstractmethod
     def sqrt_covariance(self, v: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """``S v``, with ``B = S Sᵀ``."""
+        """``S v``, with ``B = S Sᵀ``; `v` and the result have shape ``(*state)``."""
 
     @abc.abstractmethod
     def sqrt_transpose(self, v: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """``Sᵀ v``."""
+        """``Sᵀ v``; `v` and the result have shape ``(*state)``."""
 
     @abc.abstractmethod
     def whiten(self, x: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """``S⁻¹ (x - xb)``: the residual of the background term."""
+        """``S⁻¹ (x - xb)``, shape ``(*state)``: the residual of the background
+        term."""
 
     def covariance(self, v: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """``B v = S (Sᵀ v)``."""
+        """``B v = S (Sᵀ v)``; `v` and the result have shape ``(*state)``."""
         return self.sqrt_covariance(self.sqrt_transpose(v))
 
     def to_state(self, v: Float[Array, "*state"]) -> Float[Array, "*state"]:
-        """The control-variable transform ``x = xb + S v``."""
+        """The control-variable transform ``x = xb + S v``, shape ``(*state)``."""
         return self.xb + self.sqrt_covariance(v)
 
     def energy(self, x: Float[Array, "*state"]) -> Scalar:

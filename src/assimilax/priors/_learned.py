@@ -182,7 +182,8 @@ class DenoiserPrior(AbstractProximablePrior):
     def prox(
         self, x: Float[Array, "*state"], step: ScalarLike
     ) -> Float[Array, "*state"]:
-        """Plug-and-play: ``x + θ (D(x) - x)``, ``θ = step w / (1 + step w)``."""
+        """Plug-and-play: ``x + θ (D(x) - x)``, ``θ = step w / (1 + step w)``, for a
+        scalar `step`; same shape ``(*state)`` as `x`."""
         scaled = jnp.asarray(step, x.dtype) * self.weight.astype(x.dtype)
         theta = scaled / (1 + scaled)
         return x + theta * (self._denoise(x) - x)

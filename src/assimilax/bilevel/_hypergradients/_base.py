@@ -37,8 +37,12 @@ class AbstractHypergradient(eqx.Module):
         *,
         throw: bool,
     ) -> tuple[X, InnerState, IntScalar]:
-        """Run the inner solve; return the differentiable minimiser, the final solver
-        state (its arrays carry no derivative) and the number of steps taken."""
+        """Run the inner solve from ``x0``.
+
+        **Returns:** ``(x, state, num_steps)``: the differentiable minimiser (same
+        pytree as ``x0``), the final solver state (its arrays carry no derivative)
+        and the number of steps taken, an integer scalar.
+        """
 
     def check_compatible(self, solver: AbstractInnerSolver) -> None:
         """Raise a `ValueError` naming both objects if this pair cannot work."""

@@ -27,7 +27,7 @@ _SYMMETRIC_SOLVERS = (lx.CG,)
 
 
 class LinearSolveInfo(eqx.Module):
-    """Diagnostics of one backward linear solve.
+    """Diagnostics of one backward linear solve (each field a scalar).
 
     - `num_steps`: iterations of the linear solver (-1 for direct solvers).
     - `residual`: relative residual ``|A w - x̄| / |x̄|`` (computed, not assumed).

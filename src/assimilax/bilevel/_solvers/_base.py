@@ -94,7 +94,8 @@ class AbstractInnerSolver(eqx.Module):
         """One iteration: the next iterate and the state at it."""
 
     def converged(self, state: InnerState) -> BoolScalar:
-        """Convergence test ``residual <= atol + rtol * residual0``."""
+        """Convergence test ``residual <= atol + rtol * residual0``: a boolean
+        scalar."""
         return state.residual <= self.atol + self.rtol * state.residual0
 
     def optimality(self, fn: Objective, x: X, args: Args) -> X:

@@ -86,7 +86,8 @@ class GradientFlow(AbstractInnerSolver):
 
     **Fields:**
 
-    - `t1`: the final flow time: a positive number, or a callable ``args -> t1``
+    - `t1`: the final flow time: a positive number (or a scalar array), or a
+      callable ``args -> t1`` returning a scalar
       (then the flow time is a hyperparameter, differentiable with `Unrolled`,
       `Truncated` and `GradientFlowAdjoint`; `max_steps` must then be given).
     - `dt`: the fixed step (explicit solvers are stable only for ``dt`` below
@@ -161,7 +162,8 @@ class GradientFlow(AbstractInnerSolver):
                 raise ValueError(f"GradientFlow({name}=...) must be >= 0, got {value}.")
 
     def final_time(self, args: Args, dtype: jnp.dtype | None = None) -> Scalar:
-        """The flow time `t1` for these `args` (differentiable if `t1` is a callable).
+        """The flow time `t1` for these `args`, a scalar of `dtype` (default: the
+        default float dtype); differentiable if `t1` is a callable.
 
         **Raises:** at run time, if a callable `t1` returns a non-positive or
         non-finite time.
@@ -187,9 +189,11 @@ class GradientFlow(AbstractInnerSolver):
         step: IntScalar,
         residual0: Scalar | None = None,
     ) -> InnerState:
-        """The state at ``x`` reached at flow time ``t`` after `step` steps
-        (``residual0`` defaults to the gradient norm at ``x``, i.e. ``x`` is the
-        initial point)."""
+        """The state at ``x`` reached at flow time ``t`` after `step` steps.
+
+        `t`, `t1`, `step` and `residual0` are scalars; `residual0` defaults to the
+        gradient norm at ``x`` (i.e. ``x`` is the initial point).
+        """
         value, grad = value_and_grad(fn, x, args)
         norm = tree_norm(grad)
         residual0 = norm if residual0 is None else residual0
@@ -229,7 +233,8 @@ class GradientFlow(AbstractInnerSolver):
         return x, InnerState(value, grad, tree_norm(grad), state.residual0, new_extra)
 
     def converged(self, state: InnerState) -> BoolScalar:
-        """Stop at the final time, or earlier at a stationary point (rtol/atol)."""
+        """Stop at the final time, or earlier at a stationary point (rtol/atol): a
+        boolean scalar."""
         stationary = state.residual <= self.atol + self.rtol * state.residual0
         return (state.extra.t >= state.extra.t1) | stationary
 

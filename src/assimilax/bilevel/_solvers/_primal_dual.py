@@ -52,7 +52,7 @@ class PrimalDual(AbstractInnerSolver):
     - `operator`: ``H(x, args)``, linear in ``x`` (it may depend on `args`, e.g. a
       learned analysis operator); e.g. ``lambda x, args: D @ x``.
     - `prox_h`: an `AbstractProx` for ``h`` (e.g. `L1(weight)` gives ``|Hx|_1``).
-    - `tau`, `sigma`: primal and dual step sizes.
+    - `tau`, `sigma`: primal and dual step sizes (positive scalars).
     - `prox_g`: an `AbstractProx` for ``g`` (default `Zero()`: no such term).
     - `operator_norm`: an upper bound on ``|H|`` (optional). When given, the
       convergence condition ``1/τ - σ|H|² > L/2`` is checked at construction.

@@ -95,7 +95,8 @@ class AbstractProx(eqx.Module):
 
     @abc.abstractmethod
     def value(self, x: X, args: Args) -> Scalar:
-        """``g(x; args)`` (0 for indicator functions, whose prox is a projection)."""
+        """``g(x; args)``, a scalar (0 for indicator functions, whose prox is a
+        projection)."""
 
 
 class Zero(AbstractProx):

@@ -95,8 +95,8 @@ class ProximalGradient(AbstractInnerSolver):
     - `prox`: an `AbstractProx`, e.g. `L1(weight=...)`, `NonNegative()`, `Box`,
       `L2Ball`, `TotalVariation1D`. Its parameters may be functions of `args`
       (then they are learnable).
-    - `step_size`: the step ``t``; converges for ``t <= 1/L`` with ``L`` the
-      Lipschitz constant of ``grad f`` (ISTA also for ``t < 2/L``).
+    - `step_size`: the step ``t``, a positive scalar; converges for ``t <= 1/L``
+      with ``L`` the Lipschitz constant of ``grad f`` (ISTA also for ``t < 2/L``).
     - `acceleration`: FISTA (default `True`) or ISTA.
     - `max_steps`: iteration cap (static).
     - `rtol`, `atol`: stop when the gradient mapping
