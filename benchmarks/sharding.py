@@ -114,9 +114,13 @@ def report(payload: dict[str, Any]) -> str:
         "first step s",
         "kappa learnt",
     ]
+    kappas = [run["kappa"] for run in payload["runs"]]
+    spread = (max(kappas) - min(kappas)) / abs(kappas[0])
     return markdown_table(headers, rows) + (
         f"\n\nbatch of {BATCH} windows per step; {payload['runs'][0]['steps']} "
-        "steps; the learnt kappa is the same for every device count."
+        f"steps; the learnt kappa differs by {spread:.1e} (relative) across device "
+        "counts: round-off of the per-device programs, passed on by inner solves "
+        "stopped at 1e-10."
     )
 
 
