@@ -8,6 +8,7 @@ in a subprocess by `test_sharded_fit.py` (the device count is fixed at start-up)
 """
 
 import sys
+from pathlib import Path
 
 import jax
 
@@ -41,7 +42,7 @@ def windows() -> xr.Dataset:
     return xr.Dataset({k: (("window", "x"), np.asarray(v)) for k, v in arrays.items()})
 
 
-def run(data, mesh, **options):
+def run(data, mesh, steps=8, **options):
     return fit(
         problem_fn,
         outer_loss,
@@ -50,7 +51,7 @@ def run(data, mesh, **options):
         optimiser=optax.adam(0.1),
         solver=SOLVER,
         hypergradient=ax.Implicit(warm_start=True),
-        steps=8,
+        steps=steps,
         key=jax.random.key(1),
         mesh=mesh,
         **options,
@@ -89,8 +90,14 @@ elif MODE in ("single", "mesh"):
     # Batches of 8 of the 15 training windows; the 5 validation windows are
     # padded to 8 on 4 devices.
     mesh = data_mesh() if MODE == "mesh" else None
-    out = summary(run(windows(), mesh, batch_size=8, validation=0.25, validate_every=3))
+    options = dict(batch_size=8, validation=0.25, validate_every=3)
+    out = summary(run(windows(), mesh, **options))
     if MODE == "mesh":
+        # Stopped after 4 steps, then resumed from its checkpoint to 8.
+        folder = Path(OUT).parent / "checkpoints"
+        run(windows(), mesh, steps=4, checkpoint_dir=folder, **options)
+        resumed = run(windows(), mesh, checkpoint_dir=folder, resume=True, **options)
+        out["resumed_log_weight"] = np.asarray(resumed.params["log_weight"])
         out["program"] = np.asarray(per_device_program(mesh, 8))
         out["device_count"] = np.asarray(jax.device_count())
     np.savez(OUT, **out)

@@ -61,6 +61,10 @@ def test_sharded_fit_matches_one_device(single, tmp_path):
     )
     assert np.isfinite(single["validation_loss"]).sum() == 3
     np.testing.assert_array_equal(mesh["inner_steps"], single["inner_steps"])
+    # A sharded run resumed from its checkpoint ends where the uninterrupted one did.
+    np.testing.assert_allclose(
+        mesh["resumed_log_weight"], mesh["log_weight"], rtol=1e-12
+    )
 
 
 def test_the_batch_is_split_over_the_devices(tmp_path):

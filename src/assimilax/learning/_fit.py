@@ -3,7 +3,6 @@
 import time
 import warnings
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +212,7 @@ def fit(
         steps = epochs * (num_train // local_batch)
     if warm_start is None:
         warm_start = isinstance(hypergradient, Implicit | FiniteDifference)
-    config = StepConfig(problem_fn, outer_loss, optimiser, solver, hypergradient)
-    sharded = StepConfig(
+    config = StepConfig(
         problem_fn, outer_loss, optimiser, solver, hypergradient, mesh=mesh
     )
     trainable_part, static = eqx.partition(params, trainable)
@@ -257,13 +255,13 @@ def fit(
         # `initial_states` or `evaluate` of every window, split over the mesh.
         if mesh is None:
             return function(config, current, windows)
-        return _on_mesh(function, sharded, current, windows, mesh)
+        return _on_mesh(function, config, current, windows, mesh)
 
     if warm_start and folder is None:
         current = eqx.combine(trainable_part, static)
         states = per_window(initial_states, current, train_windows)
     if mesh is not None and states is not None:
-        states = jtu.tree_map(np.asarray, states)
+        states = jtu.tree_map(jnp.asarray, states)  # on this process's first device
 
     def save(step: int) -> None:
         if checkpoint_dir is not None:
@@ -297,13 +295,15 @@ def fit(
         before = (trainable_part, opt_state, states)
         scalars = {k: float(v) for k, v in _scalar_leaves(trainable_part).items()}
         trainable_part, opt_state, new_states, record = train_step(
-            sharded, trainable_part, static, opt_state, batch_windows, batch_states
+            config, trainable_part, static, opt_state, batch_windows, batch_states
         )
         record = {k: float(v) for k, v in record.items()}
         if states is not None:
             if mesh is not None:
                 new_states = to_local(new_states, mesh, BATCH)
-            states = jtu.tree_map(partial(_set_rows, batch), states, new_states)
+            states = jtu.tree_map(
+                lambda all_, new: all_.at[batch].set(new), states, new_states
+            )
         due = valid_windows is not None and (
             (step + 1) % validate_every == 0 or step + 1 == steps
         )
@@ -353,16 +353,6 @@ def fit(
         solver=repr(solver),
     )
     return FitResult(eqx.combine(trainable_part, static), history, stopped)
-
-
-def _set_rows(rows: np.ndarray, all_rows, new_rows):
-    """`all_rows` with `rows` replaced by `new_rows` (a copy: the old states are
-    kept for a roll-back), for NumPy (sharded runs) and JAX arrays alike."""
-    if isinstance(all_rows, np.ndarray):
-        out = all_rows.copy()
-        out[rows] = new_rows
-        return out
-    return all_rows.at[rows].set(new_rows)
 
 
 def _replicate(tree: PyTree, mesh: Mesh) -> PyTree:

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import xarray as xr
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import PyTree
 
 
@@ -65,11 +65,6 @@ def to_local(tree: PyTree, mesh: Mesh, spec: PartitionSpec) -> PyTree:
     """Global arrays on `mesh` as NumPy arrays of this process's rows."""
     local = multihost_utils.global_array_to_host_local_array(tree, mesh, spec)
     return jax.tree_util.tree_map(np.asarray, local)
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """How a batch of windows lies on `mesh`: split along its leading axis."""
-    return NamedSharding(mesh, BATCH)
 
 
 def process_shard(data: xr.Dataset, dim: str = "window") -> xr.Dataset:
