@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
         ("lorenz96", "lorenz96_cycling"),
         # The heat demo's `fit` is also what tests/test_fit.py checks.
         pytest.param("heat", "heat1d_learn_kappa", marks=pytest.mark.slow),
-        # Pretraining, 4DVar with a learned prior and fine-tuning: ~2 minutes.
+        # Pretraining, 4DVar with a learned prior and fine-tuning: ~45 s.
         pytest.param("pnp", "pnp_heat2d", marks=pytest.mark.slow),
     ],
 )

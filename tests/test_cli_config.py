@@ -64,7 +64,12 @@ def test_assimilate_example(tmp_path, capsys):
 
 
 def test_fit_example(tmp_path, capsys):
-    status, out, err = run(capsys, "fit", FIT, "--out", tmp_path)
+    # With the windows of each batch solved one after another (the CLI's own
+    # tests of `--devices` run the default, "vmap").
+    config = tmp_path / "config" / FIT.name
+    config.parent.mkdir()
+    config.write_text(FIT.read_text().replace("[fit]", '[fit]\nbatching = "map"'))
+    status, out, err = run(capsys, "fit", config, "--out", tmp_path)
     assert status == 0, err
     row = table_row(out, "parameter", "model.kappa")
     assert (row["initial"], row["true"]) == ("1", "0.5")
@@ -80,6 +85,7 @@ def test_fit_example(tmp_path, capsys):
         assert history.sizes["step"] == 30
         np.testing.assert_allclose(history["model.kappa"][-1], kappa, rtol=0.05)
         assert history.attrs["true model.kappa"] == 0.5
+        assert history.attrs["batching"] == "map"
 
 
 def test_check_and_dry_run(tmp_path, capsys):
@@ -137,6 +143,7 @@ TRUNCATED = '{ name = "truncated", k = 10 }'
         ("kappa = 1.0", "kappa = -1.0", "[fit.learn].model.kappa must be a number"),
         # Sizes that do not fit the data.
         ("steps = 30", "steps = 30\nbatch_size = 9", "[fit].batch_size = 9 is more"),
+        ("steps = 30", 'steps = 30\nbatching = "pmap"', "[fit].batching = 'pmap'"),
         ('loss = "truth"', 'loss = "truth"\nvalidation = 1', "[fit].validation must"),
         (
             "[data.twin]",

@@ -62,3 +62,12 @@ def test_bad_device_options_are_config_errors(options, message, tmp_path, capsys
     err = capsys.readouterr().err
     assert status == 2
     assert message in err
+
+
+def test_map_batching_over_devices_is_a_config_error(tmp_path, capsys):
+    config = _short_config(tmp_path)
+    config.write_text(config.read_text().replace("[fit]", '[fit]\nbatching = "map"'))
+    status = main(["fit", str(config), "--dry-run", "--devices", "1"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert '[fit].batching = "map" cannot split a batch over devices' in err

@@ -127,6 +127,12 @@ def _run_config(args: argparse.Namespace) -> int:
             experiment = experiment.process_share()
         fit = None if config.fit is None else FitSetup.build(config, experiment)
         mesh = _mesh(args) if args.command == "fit" else None
+        if mesh is not None and config.fit.batching != "vmap":
+            raise ConfigError(
+                f'[fit].batching = "{config.fit.batching}" cannot split a batch '
+                'over devices: use "vmap" (the default) with --devices or '
+                "--distributed"
+            )
         if mesh is not None and fit.batch_size % mesh.size:
             raise ConfigError(
                 f"[fit].batch_size = {fit.batch_size} must be a multiple of the "

@@ -10,6 +10,7 @@ import difflib
 import tomllib
 from pathlib import Path
 
+from ..learning._step import BATCHING
 from ._options import Named, read_choice, resolve_file, UNIT_INTERVAL
 from ._registry import (
     BACKGROUNDS,
@@ -124,6 +125,7 @@ class FitConfig:
     seed: int
     warm_start: bool | None
     progress: bool
+    batching: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +285,7 @@ def _fit(table: Table, config: Config, base: Path) -> FitConfig:
         seed=table.integer("seed", 0, NONNEGATIVE),
         warm_start=table.boolean("warm_start", None),
         progress=table.boolean("progress", True),
+        batching=table.string("batching", "vmap", BATCHING),
     )
     table.finish()
     return fit

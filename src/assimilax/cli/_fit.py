@@ -252,6 +252,7 @@ def run_fit(setup: FitSetup, mesh: Mesh | None = None) -> int:
             resume=spec.resume,
             progress=spec.progress,
             mesh=mesh,
+            batching=spec.batching,
         )
     rows, record = [], {}
     for item in spec.learn:

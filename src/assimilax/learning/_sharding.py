@@ -1,8 +1,9 @@
 """Data parallelism for `fit`: a device mesh with a `data` axis, across hosts too.
 
-The batch of windows is split over the mesh's `data` axis (`jax.shard_map`),
-parameters and optimiser state are replicated, and the per-device sums of
-losses and hypergradients are reduced by `jax.lax.psum`. Across hosts, every
+The batch of windows is placed with a `NamedSharding` that splits it over the
+mesh's `data` axis, parameters and optimiser state are replicated, and XLA
+partitions the one `jit` training step (GSPMD): the batch sums of losses and
+hypergradients become all-reduces. Across hosts, every
 process holds its own windows (its shard of the dataset) and contributes its
 share of each batch; `jax.experimental.multihost_utils` assembles the global
 arrays. All of it is JAX's own machinery: no scheduler, no pickling.

@@ -4,7 +4,8 @@ Per window, the problem is built from the parameters (``problem_fn(params,
 window)``), its inner solve is warm-started from the window's `OuterState`, and
 `value_and_hypergrad` gives the outer loss and its gradient with respect to the
 problem's leaves; the VJP of ``problem_fn`` carries it back to the parameters,
-plus the direct dependence of the outer loss on them. The batch is a `vmap`.
+plus the direct dependence of the outer loss on them. The batch is a `vmap`, or
+a `lax.map` (one window after another) with ``batching="map"``.
 """
 
 from collections.abc import Callable
@@ -42,6 +43,39 @@ class StepConfig(eqx.Module):
     hypergradient: AbstractHypergradient
     # Split each batch over this mesh's `data` axis (`_sharding`); `None`: one device.
     mesh: Mesh | None = eqx.field(static=True, default=None)
+    # "vmap": the windows of a batch side by side; "map": one after another.
+    batching: str = eqx.field(static=True, default="vmap")
+
+
+BATCHING = ("vmap", "map")
+
+
+def check_batching(batching: str, mesh: Mesh | None, owner: str = "fit") -> None:
+    """Raise `ValueError` for an unknown `batching`, or ``"map"`` with a mesh."""
+    if batching not in BATCHING:
+        raise ValueError(
+            f'{owner}(batching=...) must be "vmap" or "map", got {batching!r}.'
+        )
+    if batching == "map" and mesh is not None:
+        raise ValueError(
+            f'{owner}(batching="map") cannot split a batch over a mesh: use '
+            '"vmap" (the default) with `mesh`.'
+        )
+
+
+def map_windows(config: StepConfig, fn: Callable, *trees):
+    """``fn`` over the leading (window) axis of `trees`, stacked outputs.
+
+    ``"vmap"`` batches the windows into one program: every inner iteration
+    then runs for the whole batch until its slowest window has converged.
+    ``"map"`` (`jax.lax.map`) solves them one after another, each taking only
+    its own iterations: faster on CPUs when iteration counts vary between
+    windows, and for convolutions, whose batched form XLA's CPU backend runs
+    slowly.
+    """
+    if config.batching == "map":
+        return jax.lax.map(lambda args: fn(*args), trees)
+    return jax.vmap(fn)(*trees)
 
 
 def _cost(control, problem):
@@ -118,7 +152,7 @@ def _batch_sums(config: StepConfig, trainable, static, windows, states):
     def one(window, state):
         return _one_window(config, trainable, static, window, state)
 
-    losses, grads, new_states, diagnostics = jax.vmap(one)(windows, states)
+    losses, grads, new_states, diagnostics = map_windows(config, one, windows, states)
     sums = {
         "loss": jnp.sum(losses),
         "grads": _sum(grads),
@@ -211,12 +245,16 @@ def _solve(config: StepConfig, params, window):
 
 
 def _per_window(config: StepConfig, fn: Callable, params, windows):
-    """``fn(params, window)`` for every window: a `vmap`, split over the devices
-    of `config.mesh` when there is one."""
+    """``fn(params, window)`` for every window (`map_windows`), split over the
+    devices of `config.mesh` when there is one."""
+
+    def one(window):
+        return fn(params, window)
+
     if config.mesh is None:
-        return jax.vmap(lambda window: fn(params, window))(windows)
+        return map_windows(config, one, windows)
     windows = _split(windows, config.mesh)
-    return _split(jax.vmap(lambda window: fn(params, window))(windows), config.mesh)
+    return _split(map_windows(config, one, windows), config.mesh)
 
 
 @eqx.filter_jit
