@@ -5,28 +5,12 @@ timings themselves (CI machines are too noisy for that); the gradient check and
 the convergence of the inner solve are real assertions.
 """
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    # The benchmarks are scripts, not a package: import them by path (their
-    # `_common` helper is found through the folder they put on sys.path).
-    spec = importlib.util.spec_from_file_location(
-        f"_bench_{name}", BENCHMARKS / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from scripts import load_benchmark
 
 
 def _finite_numbers(tree):
@@ -43,12 +27,12 @@ def _finite_numbers(tree):
 
 @pytest.fixture(scope="module")
 def fourdvar_cost():
-    return _load("fourdvar_cost")
+    return load_benchmark("fourdvar_cost")
 
 
 @pytest.fixture(scope="module")
 def heat2d_scaling():
-    return _load("heat2d_scaling")
+    return load_benchmark("heat2d_scaling")
 
 
 def test_fourdvar_cost_tiny(fourdvar_cost, tmp_path):

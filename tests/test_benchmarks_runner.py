@@ -1,15 +1,12 @@
 """The benchmark runner's plumbing on fake benchmarks (seconds, no heavy runs):
 one subprocess each, JSON and Markdown summaries, the docs page, failures."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from scripts import load_benchmark, ROOT
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # A fake benchmark: writes its JSON where told and prints a Markdown table.
 GOOD = """
@@ -25,13 +22,7 @@ HEAD = "# Benchmarks\n\nHand-written text.\n\n"
 
 @pytest.fixture(scope="module")
 def run_all():
-    spec = importlib.util.spec_from_file_location(
-        "_bench_run_all", BENCHMARKS / "run_all.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_all")
 
 
 def _plot(payload, png):
@@ -120,5 +111,5 @@ def test_the_suite_lists_every_benchmark(run_all):
     ]
     for bench in run_all.BENCHMARKS:
         assert bench.optional or bench.script.exists(), bench.name
-    page = (BENCHMARKS.parent / "docs" / "benchmarks.md").read_text()
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
     assert run_all._report.PAGE_MARKER in page

@@ -5,24 +5,10 @@ and writes a JSON file whose numbers are finite and plausible; the real measurem
 come from running the script itself.
 """
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
-
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load_benchmark():
-    sys.path.insert(0, str(_BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_hypergradients", _BENCHMARKS / "hypergradients.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts import load_benchmark
 
 
 def _finite(value) -> bool:
@@ -30,7 +16,7 @@ def _finite(value) -> bool:
 
 
 def test_hypergradient_benchmark_tiny(tmp_path):
-    bench = _load_benchmark()
+    bench = load_benchmark("hypergradients")
     implicit, reference = (
         "GD + Implicit(CG)",
         "optx.GradientDescent + ImplicitAdjoint(CG)",

@@ -1,12 +1,11 @@
 """The per-dynamics examples run (quick settings), save their outputs, and improve
 on the background; and the plotting functions check their input."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 import xarray as xr
+
+from scripts import load_example
 
 
 pytest.importorskip("matplotlib")
@@ -14,7 +13,6 @@ pytest.importorskip("matplotlib")
 from assimilax.plotting import hovmoller, snapshot, timeseries  # noqa: E402
 
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 NAMES = (
     "heat1d_4dvar",
     "heat2d_4dvar",
@@ -24,16 +22,9 @@ NAMES = (
 )
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_example_runs_and_improves_on_the_background(name, tmp_path, capsys):
-    numbers = _load(name).main(out=tmp_path, quick=True)
+    numbers = load_example(name).main(out=tmp_path, quick=True)
     png, nc = tmp_path / f"{name}.png", tmp_path / f"{name}.nc"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ds = xr.open_dataset(nc)

@@ -2,29 +2,18 @@
 sigma, rho and beta (examples/lorenz63_learn_parameters.py) and Lorenz-96's
 forcing (examples/lorenz96_learn_forcing.py); quick settings, float64."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 import xarray as xr
 
+from scripts import load_example
+
 
 pytest.importorskip("matplotlib")
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load_example(name):
-    path = EXAMPLES / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_parameters_recovered_from_twenty_percent_off(tmp_path, capsys):
-    ex = _load_example("lorenz63_learn_parameters")
+    ex = load_example("lorenz63_learn_parameters")
     numbers = ex.main(out=tmp_path, quick=True, seed=0)
     # Start 20% off each. Measured over seeds 0-3 (16 windows, 60 steps): sigma
     # within 2.6%, rho 0.25%, beta 0.5% (sigma is the weakest-determined).
@@ -52,7 +41,7 @@ def test_parameters_recovered_from_twenty_percent_off(tmp_path, capsys):
 @pytest.mark.slow
 def test_lorenz96_forcing_learnt_from_held_out_observations(tmp_path):
     """examples/lorenz96_learn_forcing.py (quick: 16 windows, ~30 s)."""
-    ex = _load_example("lorenz96_learn_forcing")
+    ex = load_example("lorenz96_learn_forcing")
     numbers = ex.main(out=tmp_path, quick=True, seed=0)
     # From F = 6 (-25%). Measured with 16 windows over seeds 0-3: within 2.7%
     # (the held-out observations have unit noise); 32 windows: within 2.0%.

@@ -2,9 +2,6 @@
 Tikhonov against its closed form, total variation against its active-set
 derivative, finite differences and a grid search (float64)."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -12,23 +9,10 @@ import numpy as np
 import pytest
 
 import assimilax as ax
+from scripts import load_example
 
 
-EXAMPLE = (
-    pathlib.Path(__file__).resolve().parents[1]
-    / "examples"
-    / "learn_regularisation_weights.py"
-)
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(EXAMPLE.stem, EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ex = _load()
+ex = load_example("learn_regularisation_weights")
 
 
 def _outer_loss(problem_fn, solver, strategy, pairs):

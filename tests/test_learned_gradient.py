@@ -22,6 +22,7 @@ from assimilax.learning import (
 )
 from assimilax.observations import Observations, ScalarNoise, Stations
 from assimilax.priors import DiffusionBackground
+from scripts import load_example
 
 
 # A small ill-conditioned quadratic family U(x) = 0.5 x'Ax - b'x (b = args).
@@ -290,7 +291,7 @@ def test_diverging_training_raises(getkey):
 def test_example_runs_and_beats_tuned_gradient_descent(tmp_path, capsys):
     # About 20 s: the example's quick mode (K = 8, 64 training windows).
     pytest.importorskip("matplotlib")
-    numbers = _load_example("learned_gradient_solver").main(out=tmp_path, quick=True)
+    numbers = load_example("learned_gradient_solver").main(out=tmp_path, quick=True)
     assert (tmp_path / "learned_gradient_solver.png").read_bytes()[:4] == b"\x89PNG"
     # Measured (quick, seed 0): GD-8 0.0766, L-BFGS-8 0.0431, learned-8 0.0420,
     # converged 0.0215.
@@ -298,14 +299,3 @@ def test_example_runs_and_beats_tuned_gradient_descent(tmp_path, capsys):
     assert numbers["converged"] < learned < 0.75 * numbers["gd"][-1], numbers
     assert numbers["gd_steps_to_match"] > 8
     assert f"{learned:.4f}" in capsys.readouterr().out
-
-
-def _load_example(name):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -3,9 +3,6 @@ the argmin (examples/learned_regulariser.py, examples/amortised_regularisation.p
 hypergradients w.r.t. every network/filter parameter against finite differences
 and the closed form, and (slow) the examples' held-out gains (float64)."""
 
-import importlib.util
-import pathlib
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,20 +15,11 @@ from jax.flatten_util import ravel_pytree
 
 import assimilax as ax
 from assimilax.learning import fit
+from scripts import load_example
 
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-foe = _load("learned_regulariser")
-amortised = _load("amortised_regularisation")
+foe = load_example("learned_regulariser")
+amortised = load_example("amortised_regularisation")
 # CG to 1e-12: the hypergradients are then exact to the inner solves' accuracy.
 IMPLICIT = ax.Implicit(linear_solver=lx.CG(rtol=1e-12, atol=1e-12))
 

@@ -1,28 +1,16 @@
 """The LISTA example runs (quick settings), saves its plot, and LISTA-16 reaches
 ISTA-100's error on held-out data."""
 
-import importlib.util
-import pathlib
-
 import pytest
+
+from scripts import load_example
 
 
 pytest.importorskip("matplotlib")
 
-EXAMPLE = (
-    pathlib.Path(__file__).resolve().parents[1] / "examples" / "lista_sparse_coding.py"
-)
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("lista_sparse_coding", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_lista_example_runs_and_lista_16_reaches_ista_100(tmp_path, capsys):
-    numbers = _load().main(out=tmp_path, quick=True, seed=0)
+    numbers = load_example("lista_sparse_coding").main(out=tmp_path, quick=True, seed=0)
     png = tmp_path / "lista_sparse_coding.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Measured (quick, seed 0): ISTA-16 0.324, ISTA-100 0.0261, LISTA-4 0.034,

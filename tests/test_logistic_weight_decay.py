@@ -3,9 +3,6 @@
 implicit-function formula and finite differences, and what learning the decays
 buys over the best shared one (float64)."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -13,23 +10,10 @@ import numpy as np
 import pytest
 
 import assimilax as ax
+from scripts import load_example
 
 
-EXAMPLE = (
-    pathlib.Path(__file__).resolve().parents[1]
-    / "examples"
-    / "logistic_weight_decay.py"
-)
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(EXAMPLE.stem, EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ex = _load()
+ex = load_example("logistic_weight_decay")
 
 
 def test_hypergradient_matches_dense_formula_and_finite_differences():

@@ -28,6 +28,7 @@ import pytest
 import scipy.optimize
 
 import assimilax as ax
+from scripts import load_example
 
 
 N, SIGNALS, WIDTH, NOISE, DT, T1_MAX = 32, 8, 1.5, 0.05, 0.25, 40.0
@@ -196,15 +197,8 @@ def test_strategies_agree():
 def test_example_learns_the_closed_form_stopping_time(tmp_path, capsys):
     # About 25 s: the example's quick mode (16 signals, 100 Adam steps).
     pytest.importorskip("matplotlib")
-    import importlib.util
-    import pathlib
-
     name = "gradient_flow_stopping_time"
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    numbers = module.main(out=tmp_path, quick=True)
+    numbers = load_example(name).main(out=tmp_path, quick=True)
     assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     # Measured (quick, seed 0): both 3.1e-6 from t* = 21.541065 after 100 steps.
     for strategy in ("GradientFlowAdjoint", "Unrolled"):

@@ -2,13 +2,13 @@
 read back as written, its numbers are those of a working assimilation, and the
 tutorial shows only code that the script runs."""
 
-import importlib.util
-import pathlib
 import re
 
 import numpy as np
 import pytest
 import xarray as xr
+
+from scripts import EXAMPLES, load_example, ROOT
 
 
 pytest.importorskip("matplotlib")
@@ -16,20 +16,12 @@ pytest.importorskip("matplotlib")
 from assimilax.io import analysis_rmse  # noqa: E402
 
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "examples" / "xarray_scripting.py"
+SCRIPT = EXAMPLES / "xarray_scripting.py"
 TUTORIAL = ROOT / "docs" / "tutorials" / "xarray-scripting.md"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("xarray_scripting", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_outputs(tmp_path, capsys):
-    numbers = _load().main(out=tmp_path, quick=True)
+    numbers = load_example(SCRIPT.stem).main(out=tmp_path, quick=True)
     printed = capsys.readouterr().out
     # Section 1: 5 times x 4 stations, one value missing.
     assert numbers["own_observed"] == 19
