@@ -51,6 +51,7 @@ from .bilevel import (
     Truncated as Truncated,
     Unrolled as Unrolled,
     value_and_hypergrad as value_and_hypergrad,
+    Zero as Zero,
 )
 
 
