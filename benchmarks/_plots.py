@@ -136,7 +136,8 @@ def lorenz96(payload: dict[str, Any], path: Path) -> None:
         "DAPPER documented": [r["dapper_documented"] for r in rows],
         "DAPPER run": [(r.get("dapper_run") or {}).get("rmse.a") for r in rows],
         "ours, clim B": [(r.get("clim") or {}).get("rmse.a") for r in rows],
-        "ours, estimated B": [r["estimated"]["rmse.a"] for r in rows],
+        "ours, estimated B": [(r.get("estimated") or {}).get("rmse.a") for r in rows],
+        "ours, cycled B": [(r.get("cycled") or {}).get("rmse.a") for r in rows],
     }
     series = {k: v for k, v in series.items() if any(x is not None for x in v)}
     fig, ax = plt.subplots(figsize=(9, 4))

@@ -68,3 +68,32 @@ def test_heat2d_scaling_tiny(heat2d_scaling, tmp_path):
         assert size["rmse_analysis"] < 0.8 * size["rmse_background"]
     assert set(data["exponents"]["fixed"]) >= {"solve_median_s", "num_steps"}
     assert all(math.isfinite(v) for v in _finite_numbers(data))
+
+
+def test_lorenz96_cycled_rows_tiny(monkeypatch):
+    # The cycled-B rows of the Lorenz-96 benchmark on a short twin: the settings
+    # chosen are the best training ones, and the table shows them in their column.
+    lorenz96 = load_benchmark("lorenz96")
+    monkeypatch.setattr(lorenz96, "BURN_IN", 1.0)
+    monkeypatch.setattr(lorenz96, "CYCLED_SETTINGS", [(1.0, 1e-3), (1.05, 1e-2)])
+    train = lorenz96.make_twin(20, 4, seed=1)
+    settings, history, wall = lorenz96.tune_cycled(train, 2, 0.1 * train.climatology)
+    scores = {tuple(s[:2]): s[2] for s in history["scores"]}
+    assert list(settings) == history["chosen"] == list(min(scores, key=scores.get))
+    assert wall > 0 and all(math.isfinite(v) for v in scores.values())
+    row = {"method": "4DVar SDA L=2, cycled B", "dapper_documented": 0.39}
+    row["cycled"] = {
+        "rmse.a": scores[settings],
+        "converged": 1.0,
+        "mean inner steps": 9.0,
+        "wall_s": 1.0,
+    }
+    line = lorenz96.markdown_table([row], with_dapper=False).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:5] == [
+        "4DVar SDA L=2, cycled B",
+        "0.39",
+        "",
+        "",
+        f"{scores[settings]:.3f}",
+    ]

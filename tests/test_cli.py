@@ -29,12 +29,15 @@ def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
     with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
         assert ds.sizes  # a readable, non-empty Dataset
     if name == "lorenz96":
-        # The learnt B beats DAPPER's scaled climatology, which is printed first.
+        # The learnt B beats DAPPER's scaled climatology, which is printed first,
+        # and the flow-dependent B beats both.
         rows = [
             line for line in printed.splitlines() if line.endswith(tuple("0123456789"))
         ]
-        clim, learnt = (float(row.split()[-2]) for row in rows[:2])
-        assert learnt < clim, printed
+        clim, learnt, cycled = (float(row.split()[-2]) for row in rows[:3])
+        assert cycled < learnt < clim, printed
+        with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
+            assert "background_spread" in ds  # the saved cycle is the cycled B's
     elif name == "heat":
         assert "Implicit" in printed and "Unrolled" in printed
         assert "GradientFlowAdjoint" in printed

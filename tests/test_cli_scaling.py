@@ -38,6 +38,9 @@ def _fit(config: pathlib.Path, out: pathlib.Path, *options: str) -> float:
     return summary["params"]["model.kappa"]["learnt"]
 
 
+# Two fits in subprocesses (~21 s on 2 cores): slow. The same 4-device split is
+# checked at the library level by tests/test_sharded_fit.py in the default suite.
+@pytest.mark.slow
 def test_fit_over_four_devices_matches_one(tmp_path):
     config = _short_config(tmp_path)
     one = _fit(config, tmp_path / "one")

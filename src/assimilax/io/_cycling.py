@@ -58,23 +58,27 @@ def _window_data(observations: Observations, keep: np.ndarray, method, num: int)
 
 
 @eqx.filter_jit
-def _run(dynamics, method, solver, operator, noise, xb, values, mask, interval):
+def _run(dynamics, method, solver, operator, noise, carry, values, mask, interval):
+    """Scan the windows of one chunk; `carry` is the background and, for a
+    cycled ``B``, its covariance (else `None`)."""
     first = method.window - method.assimilated + 1
     relative = np.arange(first, method.window + 1) * interval
     times = static_grid(relative, values.dtype)
     new = method.window - method.shift + 1
 
-    def one_window(xb, data):
+    def one_window(carry, data):
+        xb, covariance = carry
         # The times are checked while traced (their eager check is not meant for
         # constants under jit), then swapped for a concrete copy: 4DVar problems
         # need a known window grid.
         observations = Observations(data[0], data[1], relative, operator, noise)
         observations = eqx.tree_at(lambda o: o.times, observations, times)
-        out = method.analyse(dynamics, xb, observations, interval, solver)
+        out = method.analyse(dynamics, xb, observations, interval, solver, covariance)
         step = (out.analysis[new:], out.forecast[new:], xb)
-        return out.analysis[method.shift], (*step, out.converged, out.num_steps)
+        outputs = (*step, out.converged, out.num_steps, out.spread)
+        return (out.analysis[method.shift], out.next_covariance), outputs
 
-    return lax.scan(one_window, xb, (values, mask))
+    return lax.scan(one_window, carry, (values, mask))
 
 
 def cycle(
@@ -118,7 +122,8 @@ def cycle(
     **Returns:** a Dataset on the analysed observation times with `analysis` and
     `forecast` (the background forecast, before assimilation) states, per window
     the `background` (the state the window starts from, at `window_start`),
-    `converged` and `num_steps` (dim `window`), and with a truth `truth`,
+    `converged` and `num_steps` (dim `window`; with a cycled ``B`` also its
+    `background_spread`, ``sqrt(trace(B) / n)``), and with a truth `truth`,
     ``rmse.a``/``rmse.f`` per time and their time averages after `burn_in` in
     attrs (DAPPER's convention: the mean over time of the RMSE over space).
 
@@ -159,6 +164,7 @@ def cycle(
         )
     values, masks, index = _window_data(observations, keep, method, num)
     args = (dynamics, method, solver, observations.operator, observations.noise)
+    carry = (xb, method.initial_covariance())
     chunk = num if not progress and chunk is None else chunk
     chunk = max(1, math.ceil(num / 20)) if chunk is None else chunk
     outputs, iterator = [], range(0, num, chunk)
@@ -176,10 +182,10 @@ def cycle(
             if pad
             else [values[start : start + chunk], masks[start : start + chunk]]
         )
-        xb, out = _run(*args, xb, *part, interval)
+        carry, out = _run(*args, carry, *part, interval)
         outputs.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
-    analysis, forecast, background, converged, steps = (
-        np.concatenate(parts) for parts in zip(*outputs)
+    analysis, forecast, background, converged, steps, spread = (
+        None if parts[0] is None else np.concatenate(parts) for parts in zip(*outputs)
     )
     times = obs_times[index.reshape(-1)]
     state = analysis.shape[2:]
@@ -199,6 +205,11 @@ def cycle(
     ds["background"].attrs = {"long_name": "background at the window start"}
     ds["converged"] = ("window", converged)
     ds["num_steps"] = ("window", steps)
+    if spread is not None:
+        ds["background_spread"] = ("window", spread)
+        ds["background_spread"].attrs = {
+            "long_name": "sqrt(trace(B) / n) of the cycled B at the window start"
+        }
     ds = ds.assign_coords(
         window_start=("window", t0 + interval * method.shift * np.arange(num))
     )

@@ -1,6 +1,7 @@
 """How one window of a cycle is analysed: 3DVar or strong-constraint 4DVar."""
 
 import abc
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -16,16 +17,25 @@ from ..costs import (
     ThreeDVar,
 )
 from ..observations import AbstractNoise, Observations
-from ..priors import AbstractBackground
+from ..priors import AbstractBackground, CovarianceBackground
+from ._cycled_covariance import (
+    analysis_covariance,
+    dense_covariance,
+    propagate_covariance,
+)
 
 
 class WindowAnalysis(eqx.Module):
-    """The result of one window: states on the window grid ``0, Δ, ..., L Δ``."""
+    """The result of one window: states on the window grid ``0, Δ, ..., L Δ``,
+    and with a cycled ``B`` the next window's ``B`` and this window's background
+    spread ``sqrt(trace(B) / n)`` (`None` for a static ``B``)."""
 
     analysis: Float[Array, " grid *state"]
     forecast: Float[Array, " grid *state"]
     converged: Bool[Array, ""]
     num_steps: Int[Array, ""]
+    next_covariance: Float[Array, "n n"] | None = None
+    spread: Float[Array, ""] | None = None
 
 
 def static_grid(times: np.ndarray, dtype) -> Float[Array, " grid"]:
@@ -83,6 +93,11 @@ class AbstractCyclingMethod(eqx.Module):
         """Observation times each window assimilates (the last ones of the window)."""
         return self.shift
 
+    def initial_covariance(self) -> Float[Array, "n n"] | None:
+        """The first window's ``B`` when the method cycles it, shape ``(n, n)``;
+        `None` (the default) for a static ``B``."""
+        return None
+
     @abc.abstractmethod
     def analyse(
         self,
@@ -91,13 +106,15 @@ class AbstractCyclingMethod(eqx.Module):
         observations: Observations,
         interval: float,
         solver: AbstractInnerSolver,
+        covariance: Float[Array, "n n"] | None = None,
     ) -> WindowAnalysis:
         """Analyse one window from the background `xb`, shape ``(*state)``;
-        `observations` have times relative to its start.
+        `observations` have times relative to its start; `covariance` is this
+        window's cycled ``B`` (`None` for a static ``B``).
 
         **Returns:** a `WindowAnalysis`: the analysis and forecast trajectories on
-        the window grid, shape ``(grid, *state)``, and the inner solve's
-        convergence flag and step count (scalars).
+        the window grid, shape ``(grid, *state)``, the inner solve's convergence
+        flag and step count (scalars), and with a cycled ``B`` the next one.
         """
 
     def _check(self, owner: str) -> None:
@@ -140,7 +157,7 @@ class ThreeDVarCycling(AbstractCyclingMethod):
         """Intervals between window starts: always 1 (every observation time)."""
         return 1
 
-    def analyse(self, dynamics, xb, observations, interval, solver):
+    def analyse(self, dynamics, xb, observations, interval, solver, covariance=None):
         grid = static_grid(np.asarray([0.0, interval]), xb.dtype)
         forecast = dynamics.integrate(xb, grid)
         background = _with_mean(self.background, forecast[-1])
@@ -152,14 +169,20 @@ class ThreeDVarCycling(AbstractCyclingMethod):
         )
 
 
+COVARIANCE_MODES = ("static", "cycled")
+DEFAULT_INFLATION = 1.0
+DEFAULT_ADDITIVE = 1e-3
+
+
 class FourDVarCycling(AbstractCyclingMethod):
     """Cycled strong-constraint 4DVar, with windows of `window` observation
     intervals that start `shift` intervals apart.
 
     **Fields:**
 
-    - `background`: the static ``B`` at the window start (its `xb` is a
-      placeholder of the state's shape).
+    - `background`: ``B`` at the window start (its `xb` is a placeholder of the
+      state's shape): every window's ``B`` (static), or the first window's
+      (cycled).
     - `window`: observation intervals per window (static, >= 1).
     - `shift`: intervals between window starts (static, ``1 <= shift <=
       window``; default `window`: consecutive, non-overlapping windows). With
@@ -175,6 +198,30 @@ class FourDVarCycling(AbstractCyclingMethod):
       minimum (the quasi-static idea), which keeps long, non-convex windows
       tractable; `shift` must divide `window`.
     - `control`: default `ControlVariable()`.
+    - `covariance`: how ``B`` evolves (static, default ``"static"``).
+      ``"static"``: every window uses the template's ``B``. ``"cycled"``: a
+      flow-dependent ``B``. After each window's solve, the analysis error
+      covariance at the window start, the inverse Gauss-Newton Hessian ``A =
+      (B⁻¹ + Gᵀ R⁻¹ G)⁻¹`` (``G`` the Jacobian of the observed trajectory in
+      ``x0``), is propagated to the next window start with the tangent-linear
+      model ``M`` over `shift` intervals:
+      ``B_next = inflation · M A Mᵀ + additive · B_template``.
+      For a linear model, SDA and ``additive=0`` this is the Kalman filter
+      (exactly, at the window ends); for a nonlinear one, an extended Kalman
+      smoother in variational form. Needs a 1-D state and SDA (``mda=False``);
+      costs ``O(n)`` tangent-linear integrations and an ``O(n³)`` factorisation
+      per window, so it is meant for small states (Lorenz models). Give the
+      first window a ``B`` as large as the first guess's error: with a small
+      one, a long window's first analyses can settle in a wrong minimum, and the
+      cycled ``B``, shrunk around it, never recovers (seen on Lorenz-96 with
+      windows of 4 intervals and ``B = 0.02 C``).
+    - `inflation`: multiplicative inflation of the cycled ``B`` (> 0; default
+      1), only with ``covariance="cycled"``.
+    - `additive`: the multiple of the template's ``B`` added to every cycled
+      ``B`` (>= 0; default 1e-3), only with ``covariance="cycled"``. It plays
+      the part of a model-error covariance and keeps ``B`` positive definite
+      where chaotic dynamics contract the error to the unstable directions;
+      with ``additive=0``, ``M`` must keep ``B`` well conditioned.
 
     **Cost:** per window one inner solve, each cost evaluation integrating
     ``window`` intervals (``window / shift`` integrations per observation time).
@@ -186,6 +233,11 @@ class FourDVarCycling(AbstractCyclingMethod):
 
         Bocquet, Sakov. *An iterative ensemble Kalman smoother*. QJRMS 2014 (SDA
         and MDA cycling of 4DVar and of the iEnKS).
+
+        Fisher, Leutbecher, Kelly. *On the equivalence between Kalman smoothing
+        and weak-constraint four-dimensional variational data assimilation*.
+        QJRMS 2005 (the Hessian of 4DVar as the inverse analysis error
+        covariance, and its propagation).
     """
 
     background: AbstractBackground
@@ -193,6 +245,9 @@ class FourDVarCycling(AbstractCyclingMethod):
     shift: int = eqx.field(static=True)
     mda: bool = eqx.field(static=True)
     control: AbstractControl
+    covariance: Literal["static", "cycled"] = eqx.field(static=True)
+    inflation: float = eqx.field(static=True)
+    additive: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -202,12 +257,25 @@ class FourDVarCycling(AbstractCyclingMethod):
         shift: int | None = None,
         mda: bool = False,
         control: AbstractControl = ControlVariable(),
+        covariance: Literal["static", "cycled"] = "static",
+        inflation: float | None = None,
+        additive: float | None = None,
     ):
+        if covariance == "static":
+            for name, value in (("inflation", inflation), ("additive", additive)):
+                if value is not None:
+                    raise ValueError(
+                        f"FourDVarCycling({name}=...) applies only to a cycled B; "
+                        "pass covariance='cycled' or leave it out."
+                    )
         self.background = background
         self.window = window
         self.shift = window if shift is None else shift
         self.mda = mda
         self.control = control
+        self.covariance = covariance
+        self.inflation = DEFAULT_INFLATION if inflation is None else inflation
+        self.additive = DEFAULT_ADDITIVE if additive is None else additive
 
     def __check_init__(self):
         self._check("FourDVarCycling")
@@ -230,13 +298,53 @@ class FourDVarCycling(AbstractCyclingMethod):
                 f"window={self.window} (each observation is then seen by the same "
                 "number of windows)."
             )
+        if self.covariance not in COVARIANCE_MODES:
+            raise ValueError(
+                f"FourDVarCycling(covariance=...) must be one of {COVARIANCE_MODES}, "
+                f"got {self.covariance!r}."
+            )
+        if self.covariance == "cycled":
+            self._check_cycled()
+
+    def _check_cycled(self) -> None:
+        if self.mda:
+            raise ValueError(
+                "FourDVarCycling(covariance='cycled') needs single data "
+                "assimilation (mda=False): with R inflated, the window's Hessian "
+                "is not its analysis error covariance."
+            )
+        if self.background.xb.ndim != 1:
+            raise ValueError(
+                "FourDVarCycling(covariance='cycled') needs a 1-D state (a dense "
+                f"B is cycled); the background's xb has shape "
+                f"{self.background.xb.shape}."
+            )
+        if not (isinstance(self.inflation, (int, float)) and self.inflation > 0):
+            raise ValueError(
+                f"FourDVarCycling(inflation=...) must be a number > 0, got "
+                f"{self.inflation!r}."
+            )
+        if not (isinstance(self.additive, (int, float)) and self.additive >= 0):
+            raise ValueError(
+                f"FourDVarCycling(additive=...) must be a number >= 0, got "
+                f"{self.additive!r}."
+            )
 
     @property
     def assimilated(self) -> int:
         return self.window if self.mda else self.shift
 
-    def analyse(self, dynamics, xb, observations, interval, solver):
-        background = _with_mean(self.background, xb)
+    def initial_covariance(self):
+        if self.covariance == "static":
+            return None
+        return dense_covariance(self.background)
+
+    def analyse(self, dynamics, xb, observations, interval, solver, covariance=None):
+        cycled = self.covariance == "cycled"
+        if cycled:
+            background = CovarianceBackground(xb, covariance)
+        else:
+            background = _with_mean(self.background, xb)
         if self.mda and self.window > self.shift:
             factor = self.window / self.shift
             noise = _InflatedNoise(observations.noise, factor)
@@ -246,8 +354,17 @@ class FourDVarCycling(AbstractCyclingMethod):
         )
         sol = argmin(_cost, problem.first_guess(), problem, solver=solver, throw=False)
         grid = static_grid(np.arange(self.window + 1) * interval, xb.dtype)
-        analysis = dynamics.integrate(problem.to_state(sol.value), grid)
+        x0 = problem.to_state(sol.value)
+        analysis = dynamics.integrate(x0, grid)
         forecast = dynamics.integrate(xb, grid)
-        return WindowAnalysis(
-            analysis, forecast, sol.stats.converged, sol.stats.num_steps
+        stats = (sol.stats.converged, sol.stats.num_steps)
+        if not cycled:
+            return WindowAnalysis(analysis, forecast, *stats)
+        to_next_start = static_grid(np.array([0.0, self.shift * interval]), xb.dtype)
+        propagated = propagate_covariance(
+            dynamics, x0, analysis_covariance(problem, sol.value), to_next_start
         )
+        template = dense_covariance(self.background)
+        next_covariance = self.inflation * propagated + self.additive * template
+        spread = jnp.sqrt(jnp.trace(covariance) / xb.size)
+        return WindowAnalysis(analysis, forecast, *stats, next_covariance, spread)
