@@ -177,24 +177,28 @@ def estimate_background(train: Twin, kind: str, lag: int, start, iterations: int
         covariance = background_error_covariance(out, truth=train.ds["truth"])
         if len(history) > 1 and abs(history[-1] - history[-2]) < 0.01 * history[-2]:
             break
-    scores = {}
-    for scaling in SCALINGS:
-        _, result = run(train, make_method(kind, lag, scaling * covariance))
-        wall += result["wall_s"]
-        scores[scaling] = result["rmse.a"]
-    best = min(scores, key=scores.get)
+    candidates = {s: make_method(kind, lag, s * covariance) for s in SCALINGS}
+    best, scores, tuning_wall = best_on_training(train, candidates)
+    wall += tuning_wall
     return best * covariance, {"rmse.a": history, "scalings": scores}, wall
+
+
+def best_on_training(train: Twin, candidates: dict) -> tuple:
+    """The key of the method in `candidates` with the lowest training
+    ``rmse.a``, every key's score and the wall time of the runs."""
+    scores, wall = {}, 0.0
+    for key, method in candidates.items():
+        _, result = run(train, method)
+        wall += result["wall_s"]
+        scores[key] = result["rmse.a"]
+    return min(scores, key=scores.get), scores, wall
 
 
 def tune_cycled(train: Twin, lag: int, template: np.ndarray):
     """The (inflation, additive) of `CYCLED_SETTINGS` with the lowest training
     ``rmse.a``, the scores and the training wall time."""
-    scores, wall = {}, 0.0
-    for settings in CYCLED_SETTINGS:
-        _, result = run(train, make_method("cycled", lag, template, settings))
-        wall += result["wall_s"]
-        scores[settings] = result["rmse.a"]
-    best = min(scores, key=scores.get)
+    candidates = {s: make_method("cycled", lag, template, s) for s in CYCLED_SETTINGS}
+    best, scores, wall = best_on_training(train, candidates)
     history = {"scores": [[*k, v] for k, v in scores.items()], "chosen": list(best)}
     return best, history, wall
 

@@ -75,7 +75,10 @@ def _run(dynamics, method, solver, operator, noise, carry, values, mask, interva
         observations = eqx.tree_at(lambda o: o.times, observations, times)
         out = method.analyse(dynamics, xb, observations, interval, solver, covariance)
         step = (out.analysis[new:], out.forecast[new:], xb)
-        outputs = (*step, out.converged, out.num_steps, out.spread)
+        spread = (
+            None if covariance is None else jnp.sqrt(jnp.trace(covariance) / xb.size)
+        )
+        outputs = (*step, out.converged, out.num_steps, spread)
         return (out.analysis[method.shift], out.next_covariance), outputs
 
     return lax.scan(one_window, carry, (values, mask))

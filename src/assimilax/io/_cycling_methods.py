@@ -27,15 +27,13 @@ from ._cycled_covariance import (
 
 class WindowAnalysis(eqx.Module):
     """The result of one window: states on the window grid ``0, Δ, ..., L Δ``,
-    and with a cycled ``B`` the next window's ``B`` and this window's background
-    spread ``sqrt(trace(B) / n)`` (`None` for a static ``B``)."""
+    and with a cycled ``B`` the next window's ``B`` (`None` for a static ``B``)."""
 
     analysis: Float[Array, " grid *state"]
     forecast: Float[Array, " grid *state"]
     converged: Bool[Array, ""]
     num_steps: Int[Array, ""]
     next_covariance: Float[Array, "n n"] | None = None
-    spread: Float[Array, ""] | None = None
 
 
 def static_grid(times: np.ndarray, dtype) -> Float[Array, " grid"]:
@@ -366,5 +364,4 @@ class FourDVarCycling(AbstractCyclingMethod):
         )
         template = dense_covariance(self.background)
         next_covariance = self.inflation * propagated + self.additive * template
-        spread = jnp.sqrt(jnp.trace(covariance) / xb.size)
-        return WindowAnalysis(analysis, forecast, *stats, next_covariance, spread)
+        return WindowAnalysis(analysis, forecast, *stats, next_covariance)
