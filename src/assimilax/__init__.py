@@ -12,6 +12,11 @@ from . import (
     plotting as plotting,
     priors as priors,
 )
+from ._progress import (
+    AbstractProgress as AbstractProgress,
+    NoProgress as NoProgress,
+    TqdmProgress as TqdmProgress,
+)
 from ._results import RESULTS as RESULTS
 from .bilevel import (
     AbstractHVP as AbstractHVP,
