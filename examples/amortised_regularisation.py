@@ -106,7 +106,7 @@ def make_regressor(noisy: Float[Array, "num n"], key, width: int = 16):
     return WeightRegressor(mlp, jnp.mean(f, axis=0), jnp.std(f, axis=0))
 
 
-class TikhonovDenoising(eqx.Module):
+class TikhonovDenoising(ax.AbstractProblem):
     """``0.5 |x - y|^2 + 0.5 exp(log_lam) |D x|^2`` (the library's `Tikhonov`)."""
 
     y: Float[Array, " n"]

@@ -66,7 +66,7 @@ def make_pairs(num: int, n: int, seed: int, noise: float = NOISE) -> dict:
     return {"clean": jnp.asarray(clean), "noisy": jnp.asarray(noisy)}
 
 
-class TikhonovDenoising(eqx.Module):
+class TikhonovDenoising(ax.AbstractProblem):
     """``0.5 |x - y|^2 + 0.5 exp(log_lam) |D x|^2`` (the library's `Tikhonov`)."""
 
     y: Float[Array, " n"]
@@ -85,7 +85,7 @@ class TikhonovDenoising(eqx.Module):
         return self.y
 
 
-class TVDenoising(eqx.Module):
+class TVDenoising(ax.AbstractProblem):
     """The smooth part ``0.5 |x - y|^2`` of TV denoising; the non-smooth part
     ``exp(log_lam) |D x|_1`` is the `PrimalDual` solver's ``h(H x)``, whose
     weight `tv_weight` reads `log_lam` from this module (then it is learnable)."""
@@ -172,7 +172,7 @@ def learn(
     lam0: float,
     steps: int,
     learning_rate: float = 0.2,
-    progress: bool = False,
+    progress: ax.AbstractProgress = ax.NoProgress(),
     **options,
 ) -> FitResult:
     """`fit` of ``log lam`` from ``lam0``, all pairs in every batch.
@@ -180,7 +180,8 @@ def learn(
     Adam with little momentum (``b1 = 0.5``) and a cosine decay of the learning
     rate: on the Tikhonov problem it lands on the closed-form optimum to 1e-9 in
     100 steps from lam = 0.1, where the default ``b1 = 0.9`` (learning rate 0.1)
-    overshoots and is still 2% off. `options` go to `fit` (e.g. ``warm_start=False``).
+    overshoots and is still 2% off. `options` go to `fit` (e.g.
+    ``warm_start=ColdStart()``).
     """
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01)
     return fit(
@@ -289,9 +290,7 @@ def main(
     }
     for name, (problem_fn, solver, strategy) in methods.items():
         tick = time.perf_counter()
-        result = learn(
-            problem_fn, solver, strategy, train, lam0=0.1, steps=steps, progress=False
-        )
+        result = learn(problem_fn, solver, strategy, train, lam0=0.1, steps=steps)
         seconds = time.perf_counter() - tick
         lam = float(jnp.exp(result.params["log_lam"]))
         if name == "tikhonov":

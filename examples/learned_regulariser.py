@@ -107,7 +107,7 @@ class FieldsOfExperts(eqx.Module):
         return jnp.sum(jnp.exp(self.log_weights) * jnp.sum(rho, axis=1))
 
 
-class LearnedDenoising(eqx.Module):
+class LearnedDenoising(ax.AbstractProblem):
     """``0.5 |x - y|^2 + R(x)`` with a learned regulariser ``R``."""
 
     y: Float[Array, " n"]
@@ -142,7 +142,7 @@ def train(
     steps: int,
     batch_size: int = 16,
     learning_rate: float = 0.05,
-    progress: bool = False,
+    progress: ax.AbstractProgress = ax.NoProgress(),
 ) -> FitResult:
     """`fit` of every array of the regulariser (Adam, cosine decay)."""
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)

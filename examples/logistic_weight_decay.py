@@ -84,7 +84,7 @@ def accuracy(w: Float[Array, " d+1"], x, y) -> Float[Array, ""]:
     return jnp.mean((((x @ w[:-1] + w[-1]) > 0) == (y > 0.5)).astype(w.dtype))
 
 
-class WeightDecayLogistic(eqx.Module):
+class WeightDecayLogistic(ax.AbstractProblem):
     """The inner problem: training cross-entropy plus ``0.5 sum exp(theta_j) w_j^2``
     (the bias, the last entry of ``w``, is not penalised)."""
 
@@ -147,7 +147,7 @@ def learn(
 ) -> FitResult:
     """`fit` of one ``theta_j`` per feature from ``theta0``: a single window (the
     whole training and validation sets), Adam with a cosine decay. `options` go
-    to `fit` (e.g. ``warm_start=False``)."""
+    to `fit` (e.g. ``warm_start=ColdStart()``)."""
     windows = jax.tree.map(lambda a: a[None], data)
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
     return fit(

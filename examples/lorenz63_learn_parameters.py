@@ -114,7 +114,12 @@ def log_params(values: dict) -> dict:
     return {f"log_{k}": jnp.log(jnp.asarray(v)) for k, v in values.items()}
 
 
-def learn(windows: dict, steps: int, noise: float = NOISE, progress: bool = False):
+def learn(
+    windows: dict,
+    steps: int,
+    noise: float = NOISE,
+    progress: ax.AbstractProgress = ax.NoProgress(),
+):
     """`fit` of the log-parameters from `START`, all windows in each batch."""
     return fit(
         make_problem_fn(noise),
@@ -142,7 +147,8 @@ def main(out="examples/output", quick=False, seed=0):
     out.mkdir(parents=True, exist_ok=True)
     windows = make_windows(16 if quick else 32, seed)
     steps = 60
-    result = learn(windows, steps, progress=not quick)
+    progress = ax.NoProgress() if quick else ax.TqdmProgress()
+    result = learn(windows, steps, progress=progress)
     learnt = {k: float(jnp.exp(result.params[f"log_{k}"])) for k in TRUE}
     numbers = {
         name: {"learnt": learnt[name], "relative_error": learnt[name] / true - 1}

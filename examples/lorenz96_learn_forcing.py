@@ -88,7 +88,7 @@ def held_out_misfit(
     return jnp.mean((forecast - window["held_out"]) ** 2)
 
 
-def learn(windows: dict, steps: int, progress: bool = False):
+def learn(windows: dict, steps: int, progress: ax.AbstractProgress = ax.NoProgress()):
     """`fit` of ``F`` from `START_F`, all windows in each batch."""
     return fit(
         problem_fn,
@@ -115,7 +115,8 @@ def main(out="examples/output", quick=False, seed=0):
     out.mkdir(parents=True, exist_ok=True)
     windows = make_windows(16 if quick else 32, seed)
     steps = 40
-    result = learn(windows, steps, progress=not quick)
+    progress = ax.NoProgress() if quick else ax.TqdmProgress()
+    result = learn(windows, steps, progress=progress)
     forcing = float(result.params["F"])
     numbers = {
         "F": forcing,

@@ -6,7 +6,6 @@ python tests/_fit_scripts.py CHECKPOINT_DIR OUTPUT.npy [--resume] [--sleep S]
 import sys
 import time
 
-import equinox as eqx
 import jax
 
 
@@ -17,10 +16,10 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import assimilax as ax  # noqa: E402
-from assimilax.learning import fit  # noqa: E402
+from assimilax.learning import Checkpoints, fit, NoCheckpoints  # noqa: E402
 
 
-class Ridge(eqx.Module):
+class Ridge(ax.AbstractProblem):
     """``0.5 |x - y|² + 0.5 exp(log_weight) |x|²``: the minimiser shrinks `y`."""
 
     y: jax.Array
@@ -76,9 +75,11 @@ def run(checkpoint_dir=None, resume=False, pause=0.0, steps=12):
         validation=0.25,
         validate_every=3,
         key=jax.random.key(1),
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=1,
-        resume=resume,
+        checkpoints=(
+            NoCheckpoints()
+            if checkpoint_dir is None
+            else Checkpoints(checkpoint_dir, every=1, resume=resume)
+        ),
     )
 
 

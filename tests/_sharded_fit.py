@@ -29,7 +29,7 @@ import xarray as xr  # noqa: E402
 
 import assimilax as ax  # noqa: E402
 from _fit_scripts import outer_loss, problem_fn, ridge_windows, SOLVER  # noqa: E402
-from assimilax.learning import data_mesh, fit, process_shard  # noqa: E402
+from assimilax.learning import Checkpoints, data_mesh, fit, process_shard  # noqa: E402
 from assimilax.learning._sharding import BATCH, REPLICATED, to_global  # noqa: E402
 from assimilax.learning._step import StepConfig, train_step  # noqa: E402
 
@@ -95,8 +95,10 @@ elif MODE in ("single", "mesh"):
     if MODE == "mesh":
         # Stopped after 4 steps, then resumed from its checkpoint to 8.
         folder = Path(OUT).parent / "checkpoints"
-        run(windows(), mesh, steps=4, checkpoint_dir=folder, **options)
-        resumed = run(windows(), mesh, checkpoint_dir=folder, resume=True, **options)
+        run(windows(), mesh, steps=4, checkpoints=Checkpoints(folder), **options)
+        resumed = run(
+            windows(), mesh, checkpoints=Checkpoints(folder, resume=True), **options
+        )
         out["resumed_log_weight"] = np.asarray(resumed.params["log_weight"])
         out["program"] = np.asarray(per_device_program(mesh, 8))
         out["device_count"] = np.asarray(jax.device_count())

@@ -12,7 +12,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 import assimilax as ax
-from assimilax.learning import fit
+from assimilax.learning import ColdStart, fit
 
 
 TARGET = jnp.array([0.4, -0.3, 0.8])
@@ -56,7 +56,7 @@ def test_mlp_in_args_hypergradient_matches_finite_differences(getkey):
     assert abs(float(exact)) > 1e-3  # a real derivative, not a vanishing one
 
 
-class _Ridge(eqx.Module):
+class _Ridge(ax.AbstractProblem):
     y: jax.Array
     log_weight: jax.Array
 
@@ -103,7 +103,7 @@ def test_fit_compiles_its_step_once_for_weak_typed_params():
                 solver=ax.GradientDescent(learning_rate=0.5, max_steps=100),
                 steps=3,
                 batch_size=2,
-                warm_start=False,
+                warm_start=ColdStart(),
             )
     finally:
         logger.removeHandler(handler)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,8 +18,16 @@ import xarray as xr
 
 import assimilax as ax
 from assimilax.demos import heat
-from assimilax.learning import data_mesh, evaluate_outer_loss, fit
-from assimilax.learning._step import map_windows, StepConfig
+from assimilax.learning import (
+    Checkpoints,
+    ColdStart,
+    data_mesh,
+    evaluate_outer_loss,
+    fit,
+    Sequential,
+    Vectorised,
+)
+from assimilax.learning._step import StepConfig
 
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,22 +35,22 @@ from _fit_scripts import outer_loss, problem_fn, ridge_windows, run, SOLVER  # n
 
 
 @pytest.mark.parametrize(
-    "hypergradient",
+    "name",
     [
-        ax.Implicit(),
-        ax.Unrolled(),
+        "Implicit",
+        "Unrolled",
         # About 70 s on two cores (a stiff flow, ~40 implicit steps per window and
         # outer step): slow-marked to keep the default suite short.
-        pytest.param(heat.GRADIENT_FLOW_ADJOINT, marks=pytest.mark.slow),
+        pytest.param("GradientFlowAdjoint", marks=pytest.mark.slow),
     ],
-    ids=["Implicit", "Unrolled", "GradientFlowAdjoint"],
 )
-def test_heat_kappa_recovered_from_twice_the_truth(hypergradient):
+def test_heat_kappa_recovered_from_twice_the_truth(name):
     # Issue 4, acceptance 1: n=128, kappa_true=0.5, every 4th point observed
     # every 5 steps, noise 5% of the signal std, 16 windows, kappa0 = 2 kappa.
     example = heat
     windows, noise = example.make_windows(16)
-    result = example.learn(hypergradient, windows, noise, steps=40)
+    hypergradient, solver, warm_start = heat.STRATEGIES[name]
+    result = example.learn(hypergradient, solver, windows, noise, 40, warm_start)
     KAPPA = example.KAPPA
     kappa = float(jnp.exp(result.params["log_kappa"]))
     assert abs(kappa - KAPPA) / KAPPA < 0.02, kappa
@@ -69,7 +78,7 @@ def test_warm_starts_and_dataset_input():
         outer_loss,
         {"log_weight": jnp.asarray(0.0)},
         ds,
-        warm_start=False,
+        warm_start=ColdStart(),
         **common,
     )
     # Same hypergradients (Implicit at converged minimisers), fewer inner steps.
@@ -78,6 +87,21 @@ def test_warm_starts_and_dataset_input():
     )
     assert warm.history["inner_steps"].mean() < cold.history["inner_steps"].mean()
     assert np.isfinite(warm.history["linear_steps"]).all()
+    # The seeding cold solves before step 0 are recorded: the mean inner steps
+    # of a cold solve of every training window at the initial parameters.
+    def cold_steps(y):
+        problem = problem_fn({"log_weight": jnp.asarray(0.0)}, {"y": y})
+        sol = ax.argmin(
+            lambda x, p: p.cost(x), problem.first_guess(), problem, solver=SOLVER
+        )
+        return sol.stats.num_steps
+
+    expected = float(jnp.mean(jax.vmap(cold_steps)(windows["y"])))
+    assert warm.history.attrs["warm_start"] == 1
+    assert warm.history.attrs["initial_inner_failures"] == 0
+    np.testing.assert_allclose(warm.history.attrs["initial_inner_steps"], expected)
+    assert warm.history["inner_steps"][0] < expected
+    assert "initial_inner_steps" not in cold.history.attrs
 
 
 def test_evaluate_outer_loss_closed_form_and_failures():
@@ -105,8 +129,8 @@ def test_evaluate_outer_loss_closed_form_and_failures():
 
 
 def test_map_batching_matches_vmap():
-    # `batching="map"` solves a batch's windows one after another (`lax.map`):
-    # the same run as the default `vmap`, up to round-off.
+    # `Sequential()` solves a batch's windows one after another (`lax.map`):
+    # the same run as the default `Vectorised()`, up to round-off.
     windows = ridge_windows()
     common = dict(
         optimiser=optax.adam(0.1),
@@ -118,7 +142,9 @@ def test_map_batching_matches_vmap():
     )
     params = {"log_weight": jnp.asarray(0.0)}
     side_by_side = fit(problem_fn, outer_loss, params, windows, **common)
-    in_turn = fit(problem_fn, outer_loss, params, windows, batching="map", **common)
+    in_turn = fit(
+        problem_fn, outer_loss, params, windows, batching=Sequential(), **common
+    )
     np.testing.assert_allclose(
         in_turn.params["log_weight"], side_by_side.params["log_weight"], rtol=1e-10
     )
@@ -128,17 +154,22 @@ def test_map_batching_matches_vmap():
         np.testing.assert_allclose(
             in_turn.history[name], side_by_side.history[name], rtol=1e-10
         )
-    assert in_turn.history.attrs["batching"] == "map"
-    assert side_by_side.history.attrs["batching"] == "vmap"
+    assert in_turn.history.attrs["batching"] == "Sequential()"
+    assert side_by_side.history.attrs["batching"] == "Vectorised()"
     np.testing.assert_allclose(
         evaluate_outer_loss(
-            problem_fn, outer_loss, params, windows, solver=SOLVER, batching="map"
+            problem_fn,
+            outer_loss,
+            params,
+            windows,
+            solver=SOLVER,
+            batching=Sequential(),
         ),
         evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=SOLVER),
         rtol=1e-10,
     )
-    # "map" really is a loop over the windows (a scan), "vmap" is not.
-    for batching, loops in (("map", True), ("vmap", False)):
+    # `Sequential` really is a loop over the windows (a scan), `Vectorised` not.
+    for batching, loops in ((Sequential(), True), (Vectorised(), False)):
         config = StepConfig(
             problem_fn,
             outer_loss,
@@ -147,7 +178,7 @@ def test_map_batching_matches_vmap():
             ax.Implicit(),
             batching=batching,
         )
-        jaxpr = jax.make_jaxpr(lambda y: map_windows(config, jnp.sin, y))(
+        jaxpr = jax.make_jaxpr(lambda y: config.batching.map(jnp.sin, y))(
             jnp.ones((3, 2))
         )
         assert ("scan" in str(jaxpr)) is loops
@@ -220,7 +251,7 @@ def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
             solver=SOLVER,
             steps=50,
             batch_size=12,
-            checkpoint_dir=tmp_path,
+            checkpoints=Checkpoints(tmp_path),
         )
     assert result.stopped is not None and "non-finite" in result.stopped
     last = float(result.params["log_weight"])
@@ -244,14 +275,43 @@ def test_bad_arguments():
         fit(*args, steps=2, batch_size=99, **common)
     with pytest.raises(ValueError, match="validation=...\\) must be in"):
         fit(*args, steps=2, validation=1.0, **common)
-    with pytest.raises(ValueError, match="resume=True\\) needs `checkpoint_dir`"):
-        fit(*args, steps=2, resume=True, **common)
-    with pytest.raises(ValueError, match='batching=...\\) must be "vmap" or "map"'):
-        fit(*args, steps=2, batching="pmap", **common)
-    with pytest.raises(ValueError, match='batching="map"\\) cannot split a batch'):
-        fit(*args, steps=2, batching="map", mesh=data_mesh(), **common)
-    with pytest.raises(ValueError, match="evaluate_outer_loss\\(batching=...\\)"):
+    with pytest.raises(ValueError, match="Checkpoints\\(every=...\\) must be an int"):
+        Checkpoints(".", every=0)
+    with pytest.raises(
+        ValueError, match="batching=Sequential\\(\\)\\) cannot split a batch"
+    ):
+        fit(*args, steps=2, batching=Sequential(), mesh=data_mesh(), **common)
+    # Mode arguments are objects: a string or a bool is refused, naming the
+    # argument (by the suite's jaxtyping hook first, else by `fit` itself).
+    for name, value in (
+        ("batching", "map"),
+        ("warm_start", False),
+        ("checkpoints", "ckpt"),
+        ("progress", True),
+    ):
+        with pytest.raises(TypeError, match=name):
+            fit(*args, steps=2, **{name: value}, **common)
+    with pytest.raises(TypeError, match="batching"):
         evaluate_outer_loss(*args, solver=SOLVER, batching="loop")
+
+    class NotAProblem(eqx.Module):
+        y: jax.Array
+
+        def cost(self, x):
+            return jnp.sum((x - self.y) ** 2)
+
+        def first_guess(self):
+            return self.y
+
+    with pytest.raises(TypeError, match="must be an assimilax AbstractProblem"):
+        fit(
+            lambda p, w: NotAProblem(w["y"]),
+            outer_loss,
+            params,
+            windows,
+            steps=1,
+            **common,
+        )
     with pytest.raises(ValueError, match="`window` or `sample` dim"):
         no_windows = xr.Dataset({"y": ("x", np.zeros(3))})
         fit(problem_fn, outer_loss, params, no_windows, steps=2, **common)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import assimilax as ax
+from assimilax.learning import ColdStart
 from scripts import load_example
 
 
@@ -89,7 +90,7 @@ def test_tikhonov_weight_learnt_by_fit_is_the_closed_form_optimum():
         pairs,
         lam0=0.1,
         steps=60,
-        warm_start=False,  # one compilation fewer; same hypergradients
+        warm_start=ColdStart(),  # one compilation fewer; same hypergradients
     )
     lam = float(jnp.exp(result.params["log_lam"]))
     # Measured: 4e-8 relative after 60 steps from lam0 = 0.1 (the optimum is

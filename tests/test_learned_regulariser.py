@@ -112,7 +112,7 @@ def test_amortised_hypergradient_matches_closed_form():
     assert np.linalg.norm(want) > 1e-3  # a point where the gradient is not small
 
 
-class _Shrink(eqx.Module):
+class _Shrink(ax.AbstractProblem):
     y: jax.Array
     log_weight: jax.Array  # shape (1,), like the output bias of a scalar MLP
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import assimilax as ax
+from assimilax.learning import ColdStart
 from scripts import load_example
 
 
@@ -78,7 +79,7 @@ def test_learnt_decays_beat_the_best_shared_decay():
     best = int(np.argmin(curve))
     assert 0 < best < grid.size - 1  # the shared optimum is inside the grid
     theta_shared = float(grid[best])
-    result = ex.learn(data, theta_shared, steps=40, warm_start=False)
+    result = ex.learn(data, theta_shared, steps=40, warm_start=ColdStart())
     theta = np.asarray(result.params["log_decay"])
     assert int(result.history["inner_failures"].sum()) == 0
     w_shared = ex.train_weights(ex.shared(theta_shared), data)

@@ -23,6 +23,7 @@ from .bilevel import (
     AbstractHypergradient as AbstractHypergradient,
     AbstractInnerSolver as AbstractInnerSolver,
     AbstractPreconditioner as AbstractPreconditioner,
+    AbstractProblem as AbstractProblem,
     AbstractProx as AbstractProx,
     argmin as argmin,
     AutodiffHVP as AutodiffHVP,

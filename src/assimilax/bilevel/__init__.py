@@ -15,25 +15,23 @@ from ._hypergradients._forward_mode import ForwardMode as ForwardMode
 from ._hypergradients._gradient_flow_adjoint import (
     GradientFlowAdjoint as GradientFlowAdjoint,
 )
-from ._hypergradients._implicit import (
-    Implicit as Implicit,
-    LinearSolveInfo as LinearSolveInfo,
-)
+from ._hypergradients._implicit import Implicit as Implicit
 from ._hypergradients._truncated import Truncated as Truncated
 from ._hypergradients._unrolled import Unrolled as Unrolled
 from ._neumann import Neumann as Neumann
-from ._outer_state import (
-    HypergradInfo as HypergradInfo,
-    OuterState as OuterState,
-    value_and_hypergrad as value_and_hypergrad,
-)
+from ._outer_state import HypergradInfo as HypergradInfo, OuterState as OuterState
 from ._preconditioners import (
     AbstractPreconditioner as AbstractPreconditioner,
     LBFGSPreconditioner as LBFGSPreconditioner,
     NoPreconditioner as NoPreconditioner,
     OperatorPreconditioner as OperatorPreconditioner,
 )
-from ._solution import Solution as Solution, Stats as Stats
+from ._problem import AbstractProblem as AbstractProblem
+from ._solution import (
+    LinearSolveInfo as LinearSolveInfo,
+    Solution as Solution,
+    Stats as Stats,
+)
 from ._solvers._base import (
     AbstractInnerSolver as AbstractInnerSolver,
     InnerState as InnerState,
@@ -54,3 +52,4 @@ from ._solvers._prox import (
     Zero as Zero,
 )
 from ._solvers._proximal import ProximalGradient as ProximalGradient
+from ._value_and_hypergrad import value_and_hypergrad as value_and_hypergrad

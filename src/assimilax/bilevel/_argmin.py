@@ -1,17 +1,13 @@
 """`argmin`: the minimiser of ``fn(x, args)``, differentiable w.r.t. ``args``."""
 
 import equinox as eqx
-import jax.numpy as jnp
-import jax.tree_util as jtu
 
-from .._custom_types import Args, IntScalar, Objective, X
-from .._results import RESULTS
-from ._checks import check_finite_x0, check_objective, check_x0
+from .._custom_types import Args, Objective, X
 from ._hypergradients._base import AbstractHypergradient
 from ._hypergradients._implicit import Implicit
-from ._iterate import stop_gradient_tree
-from ._solution import Solution, Stats
-from ._solvers._base import AbstractInnerSolver, InnerState
+from ._solution import Solution
+from ._solve import solve
+from ._solvers._base import AbstractInnerSolver
 
 
 def check_strategy_pair(solver: object, hypergradient: object) -> None:
@@ -27,45 +23,6 @@ def check_strategy_pair(solver: object, hypergradient: object) -> None:
             f"Unrolled() or Truncated(k=10); got {hypergradient!r}."
         )
     hypergradient.check_compatible(solver)
-
-
-def prepare(fn: Objective, x0: X, args: Args, solver: AbstractInnerSolver):
-    """Validate inputs; return ``(fn, x0)`` with `fn` closure-converted.
-
-    Closure conversion turns values that `fn` closes over into pytree leaves, so the
-    custom-derivative strategies differentiate w.r.t. them too instead of silently
-    treating them as constants.
-    """
-    check_x0(x0)
-    x0 = jtu.tree_map(jnp.asarray, x0)
-    check_objective(fn, x0, args)
-    solver.check_objective(fn, x0, args)
-    x0 = check_finite_x0(x0)
-    return eqx.filter_closure_convert(fn, x0, args), x0
-
-
-def summarise(
-    solver: AbstractInnerSolver, x: X, state: InnerState, num_steps: IntScalar
-) -> tuple[RESULTS, Stats]:
-    """Result code and statistics of a finished inner solve."""
-    converged = solver.converged(state)
-    finite = jnp.isfinite(state.residual) & jnp.isfinite(state.value)
-    for leaf in jtu.tree_leaves(x):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
-    result = RESULTS.where(
-        finite,
-        RESULTS.where(converged, RESULTS.successful, RESULTS.inner_max_steps),
-        RESULTS.inner_nonfinite,
-    )
-    stats = Stats(
-        converged=converged & finite,
-        num_steps=num_steps,
-        max_steps=solver.max_steps,
-        grad_norm=state.residual,
-        initial_grad_norm=state.residual0,
-        value=state.value,
-    )
-    return result, stats
 
 
 @eqx.filter_jit
@@ -103,11 +60,4 @@ def argmin(
     `throw=True`) for a failed solve.
     """
     check_strategy_pair(solver, hypergradient)
-    fn, x0 = prepare(fn, x0, args, solver)
-    x, state, num_steps = hypergradient.solve(fn, solver, x0, args, throw=throw)
-    state = stop_gradient_tree(state)
-    result, stats = summarise(solver, stop_gradient_tree(x), state, num_steps)
-    solution = Solution(value=x, result=result, stats=stats, state=state)
-    if throw:
-        solution = result.error_if(solution, result != RESULTS.successful)
-    return solution
+    return solve(fn, x0, args, solver, hypergradient, throw)

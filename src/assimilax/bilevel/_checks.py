@@ -51,6 +51,8 @@ def check_objective(fn: Objective, x0: X, args: Args) -> None:
             "that `x0` has the shape and structure that `fn` expects."
         ) from error
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        # `out` is whatever the user's `fn` returned (a pytree, a tuple...):
+        # duck-typed data, so probe for a shape to name it in the message.
         shape = getattr(out, "shape", type(out).__name__)
         raise ValueError(
             f"`fn(x, args)` must return a scalar, got {shape}. Sum or average your "

@@ -63,11 +63,11 @@ class LBFGSPreconditioner(AbstractPreconditioner):
 
     def build(self, solver, fn, x, args, state):
         del fn, x, args
-        inverse_hessian = getattr(solver, "inverse_hessian_operator", None)
+        inverse_hessian = solver.inverse_hessian_operator(state)
         if inverse_hessian is None:
             raise ValueError(
                 "LBFGSPreconditioner() needs the LBFGS inner solver (it reuses its "
                 f"curvature memory); got {type(solver).__name__}. Use "
                 "`OperatorPreconditioner` or `NoPreconditioner` instead."
             )
-        return inverse_hessian(state)
+        return inverse_hessian

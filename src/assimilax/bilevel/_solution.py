@@ -28,6 +28,19 @@ class Stats(eqx.Module):
     value: Scalar
 
 
+class LinearSolveInfo(eqx.Module):
+    """Diagnostics of one backward linear solve (each field a scalar).
+
+    - `num_steps`: iterations of the linear solver (-1 for direct solvers).
+    - `residual`: relative residual ``|A w - x̄| / |x̄|`` (computed, not assumed).
+    - `failed`: `True` when the solver reported failure or the residual is not finite.
+    """
+
+    num_steps: IntScalar
+    residual: Scalar
+    failed: BoolScalar
+
+
 class Solution(eqx.Module):
     """The result of `argmin`.
 

@@ -10,10 +10,10 @@ import difflib
 import tomllib
 from pathlib import Path
 
-from ..learning._step import BATCHING
 from ._options import Named, read_choice, resolve_file, UNIT_INTERVAL
 from ._registry import (
     BACKGROUNDS,
+    BATCHINGS,
     HYPERGRADIENTS,
     MODELS,
     OPERATORS,
@@ -285,7 +285,7 @@ def _fit(table: Table, config: Config, base: Path) -> FitConfig:
         seed=table.integer("seed", 0, NONNEGATIVE),
         warm_start=table.boolean("warm_start", None),
         progress=table.boolean("progress", True),
-        batching=table.string("batching", "vmap", BATCHING),
+        batching=table.string("batching", "vmap", tuple(BATCHINGS)),
     )
     table.finish()
     return fit

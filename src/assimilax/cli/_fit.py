@@ -25,10 +25,11 @@ import xarray as xr
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Scalar
 
-from ..bilevel import Implicit
+from .. import learning
 from ..learning import fit
 from ._config import Config, Learnable
 from ._data import config_context
+from ._registry import fit_modes
 from ._report import number, table
 from ._setup import Experiment
 from ._table import ConfigError
@@ -150,8 +151,7 @@ class FitSetup:
             hypergradient = spec.hypergradient.build()
         try:
             hypergradient.check_compatible(solver)
-            if isinstance(hypergradient, Implicit):
-                hypergradient.check_differentiable(solver)
+            hypergradient.check_differentiable(solver)
         except ValueError as error:
             raise ConfigError(
                 f"[fit].hypergradient = {spec.hypergradient.name!r} cannot be used "
@@ -226,9 +226,13 @@ def run_fit(setup: FitSetup, mesh: Mesh | None = None) -> int:
     write the history and the parameters (process 0 of a multi-process run)."""
     config, spec = setup.config, setup.config.fit
     folder = config.output.folder
-    checkpoint_dir = None
+    checkpoints = learning.NoCheckpoints()
     if spec.checkpoint_every is not None or spec.resume:
-        checkpoint_dir = folder / spec.checkpoint_dir
+        checkpoints = learning.Checkpoints(
+            folder / spec.checkpoint_dir,
+            every=spec.checkpoint_every or 10,
+            resume=spec.resume,
+        )
     with warnings.catch_warnings():
         # `stopped` carries the message, printed below.
         warnings.filterwarnings("ignore", "fit stopped", RuntimeWarning)
@@ -245,14 +249,10 @@ def run_fit(setup: FitSetup, mesh: Mesh | None = None) -> int:
             batch_size=setup.batch_size,
             validation=spec.validation,
             validate_every=spec.validate_every,
-            warm_start=spec.warm_start,
             key=jr.key(spec.seed),
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=spec.checkpoint_every or 10,
-            resume=spec.resume,
-            progress=spec.progress,
+            checkpoints=checkpoints,
             mesh=mesh,
-            batching=spec.batching,
+            **fit_modes(spec.batching, spec.warm_start, spec.progress),
         )
     rows, record = [], {}
     for item in spec.learn:

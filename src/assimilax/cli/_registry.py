@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import xarray as xr
 
-from .. import bilevel as bl
+from .. import bilevel as bl, learning
+from .._progress import NoProgress, TqdmProgress
 from ..costs import StrongConstraint4DVar, ThreeDVar, WeakConstraint4DVar
 from ..dynamics import (
     AdvectionDiffusion1D,
@@ -526,3 +527,20 @@ FAMILIES = (
     HYPERGRADIENTS,
     OPTIMISERS,
 )
+
+
+# `fit`'s modes, named in `[fit]` (strings and booleans in the TOML file only).
+BATCHINGS = {"vmap": learning.Vectorised, "map": learning.Sequential}
+
+
+def fit_modes(batching: str, warm_start: bool | None, progress: bool) -> dict:
+    """`fit`'s mode objects from the `[fit]` table's values."""
+    if warm_start is None:
+        start = learning.StrategyDefault()
+    else:
+        start = learning.WarmStart() if warm_start else learning.ColdStart()
+    return {
+        "batching": BATCHINGS[batching](),
+        "warm_start": start,
+        "progress": TqdmProgress() if progress else NoProgress(),
+    }

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from .._custom_types import Args, Scalar, ScalarLike
-from ..bilevel import AbstractProx
+from ..bilevel import AbstractProblem, AbstractProx
 from ..priors import AbstractBackground, AbstractPrior, AbstractProximablePrior
 from ._control import AbstractControl, ControlVariable
 
 
-class AbstractVariationalProblem(eqx.Module):
+class AbstractVariationalProblem(AbstractProblem):
     """A variational data-assimilation problem: a cost ``U(control; θ)``.
 
     The problem holds everything its cost depends on (dynamics, observations,

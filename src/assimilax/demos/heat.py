@@ -30,9 +30,10 @@ import optimistix as optx
 import xarray as xr
 
 from .. import bilevel as ax
+from .._progress import AbstractProgress, NoProgress, TqdmProgress
 from ..costs import ControlVariable, StrongConstraint4DVar
 from ..dynamics import Heat1D
-from ..learning import fit
+from ..learning import AbstractWarmStart, fit, StrategyDefault, WarmStart
 from ..observations import Observations, ScalarNoise, Stations
 from ..priors import DiffusionBackground
 from ._plots import save_figure
@@ -123,30 +124,42 @@ GRADIENT_FLOW_ADJOINT = ax.GradientFlowAdjoint(
 )
 
 
-def learn(hypergradient, windows, noise, steps: int = 40, progress: bool = False):
-    """`fit` of ``log kappa`` from twice the truth, all windows in each batch.
-
-    `GradientFlowAdjoint` runs on `GRADIENT_FLOW`, every other strategy on
-    `GAUSS_NEWTON`. The flow runs to ``t1`` whatever its start, and ``t1`` is long
-    enough for it to forget the start, so it is warm-started from each window's
-    last analysis (``x(t1)`` moves by ``exp(-H t1)`` times the start's error, ~1e-9
-    here); `fit` does not do that by default, since with a short ``t1`` the start
-    matters.
-    """
-    flow = isinstance(hypergradient, ax.GradientFlowAdjoint)
+def learn(
+    hypergradient: ax.AbstractHypergradient,
+    solver: ax.AbstractInnerSolver,
+    windows,
+    noise,
+    steps: int = 40,
+    warm_start: AbstractWarmStart = StrategyDefault(),
+    progress: AbstractProgress = NoProgress(),
+):
+    """`fit` of ``log kappa`` from twice the truth, all windows in each batch."""
     return fit(
         make_problem_fn(noise),
         analysis_error,
         {"log_kappa": jnp.asarray(np.log(2 * KAPPA))},
         windows,
         optimiser=optax.adam(0.05, b1=0.5),
-        solver=GRADIENT_FLOW if flow else GAUSS_NEWTON,
+        solver=solver,
         hypergradient=hypergradient,
         steps=steps,
         batch_size=jax.tree.leaves(windows)[0].shape[0],
-        warm_start=True if flow else None,
+        warm_start=warm_start,
         progress=progress,
     )
+
+
+# Each strategy with its inner solver and warm-start choice. `GradientFlowAdjoint`
+# differentiates the flow on `GRADIENT_FLOW`; the flow runs to ``t1`` whatever its
+# start, and ``t1`` is long enough for it to forget the start, so it is
+# warm-started from each window's last analysis (``x(t1)`` moves by
+# ``exp(-H t1)`` times the start's error, ~1e-9 here); `fit` does not do that by
+# default, since with a short ``t1`` the start matters.
+STRATEGIES = {
+    "Implicit": (ax.Implicit(), GAUSS_NEWTON, StrategyDefault()),
+    "Unrolled": (ax.Unrolled(), GAUSS_NEWTON, StrategyDefault()),
+    "GradientFlowAdjoint": (GRADIENT_FLOW_ADJOINT, GRADIENT_FLOW, WarmStart()),
+}
 
 
 def main(
@@ -160,16 +173,14 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     windows, noise = make_windows(8 if quick else 16, seed)
     steps = 15 if quick else 40
-    strategies = {
-        "Implicit": ax.Implicit(),
-        "Unrolled": ax.Unrolled(),
-        "GradientFlowAdjoint": GRADIENT_FLOW_ADJOINT,
-    }
     numbers, histories = {}, {}
     print(f"{'strategy':<20} {'kappa':>8} {'rel. error':>10} {'seconds':>8}")
-    for name, strategy in strategies.items():
+    progress = NoProgress() if quick else TqdmProgress()
+    for name, (strategy, solver, warm_start) in STRATEGIES.items():
         start = time.perf_counter()
-        result = learn(strategy, windows, noise, steps, progress=not quick)
+        result = learn(
+            strategy, solver, windows, noise, steps, warm_start, progress=progress
+        )
         seconds = time.perf_counter() - start
         kappa = float(jnp.exp(result.params["log_kappa"]))
         error = abs(kappa - KAPPA) / KAPPA

@@ -43,9 +43,11 @@ import optax
 import xarray as xr
 
 from .. import bilevel as ax
+from .._progress import TqdmProgress
+from ..bilevel import AbstractProblem
 from ..costs import StrongConstraint4DVar
 from ..dynamics import Heat2D
-from ..learning import Denoising, fit, pretrain_prior
+from ..learning import Denoising, fit, pretrain_prior, Sequential
 from ..observations import Mask, Observations, ScalarNoise
 from ..priors import (
     ConvDenoiser2D,
@@ -119,7 +121,7 @@ class Setting(eqx.Module):
         )
 
 
-class StartedAt(eqx.Module):
+class StartedAt(AbstractProblem):
     """A problem whose inner solve starts from `start` (`fit` calls
     `first_guess`), here the window's Tikhonov analysis."""
 
@@ -215,9 +217,9 @@ def fine_tune(setting, network, weight, train, starts, steps, batch_size, key):
         steps=steps,
         batch_size=batch_size,
         key=key,
-        progress=True,
+        progress=TqdmProgress(),
         # One window after another: 3x faster here than a `vmap` (see `analyse`).
-        batching="map",
+        batching=Sequential(),
     )
 
 

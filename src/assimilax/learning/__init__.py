@@ -13,6 +13,18 @@ from ._lista import (
     LISTA as LISTA,
     train_lista as train_lista,
 )
+from ._options import (
+    AbstractBatching as AbstractBatching,
+    AbstractCheckpointing as AbstractCheckpointing,
+    AbstractWarmStart as AbstractWarmStart,
+    Checkpoints as Checkpoints,
+    ColdStart as ColdStart,
+    NoCheckpoints as NoCheckpoints,
+    Sequential as Sequential,
+    StrategyDefault as StrategyDefault,
+    Vectorised as Vectorised,
+    WarmStart as WarmStart,
+)
 from ._pretrain import (
     AbstractPretrainingObjective as AbstractPretrainingObjective,
     Autoencoding as Autoencoding,

@@ -60,7 +60,7 @@ def load_checkpoint(folder: Path, like: PyTree) -> tuple[PyTree, dict[str, Any]]
         arrays = eqx.tree_deserialise_leaves(folder / ARRAYS, like)
     except Exception as error:  # a wrong structure surfaces as various errors
         raise ValueError(
-            f"fit(resume=...): the checkpoint {folder} does not match this run's "
+            f"fit(checkpoints=...): the checkpoint {folder} does not match this run's "
             f"parameters, optimiser or data ({type(error).__name__}: {error})."
         ) from error
     return arrays, meta

@@ -9,7 +9,8 @@ import optax
 from jaxtyping import Float, PyTree
 
 from ..bilevel import AbstractHypergradient, AbstractInnerSolver, Implicit
-from ._step import check_batching, evaluate, StepConfig
+from ._options import AbstractBatching, check_batching, Vectorised
+from ._step import evaluate, StepConfig
 from ._windows import stack_windows
 
 
@@ -21,7 +22,7 @@ def evaluate_outer_loss(
     *,
     solver: AbstractInnerSolver,
     hypergradient: AbstractHypergradient = Implicit(),
-    batching: str = "vmap",
+    batching: AbstractBatching = Vectorised(),
 ) -> Float[np.ndarray, " num_windows"]:
     """The outer loss of `params` on every window, as `fit` defines it.
 
@@ -29,13 +30,13 @@ def evaluate_outer_loss(
     first guess (a cold solve, with `hypergradient`'s own forward solve), then
     ``outer_loss(analysis, params, window)`` is evaluated: e.g. to compare learnt
     parameters with the true ones, or to score held-out windows. Arguments as for
-    `fit` (`batching`: ``"vmap"`` solves the windows side by side, ``"map"`` one
-    after another); `data` in any form `fit` takes.
+    `fit` (`batching`: `Vectorised()` solves the windows side by side,
+    `Sequential()` one after another); `data` in any form `fit` takes.
 
     Returns the losses, shape ``(num_windows,)`` (take ``.mean()`` for `fit`'s
     loss). Raises `RuntimeError` when an inner solve did not converge (the loss
     of an unconverged analysis is not the outer loss), naming the windows;
-    `ValueError` for a `batching` other than ``"vmap"``/``"map"``.
+    `TypeError` for a `batching` that is not `Vectorised()`/`Sequential()`.
     """
     windows, _ = stack_windows(data, owner="evaluate_outer_loss")
     check_batching(batching, None, owner="evaluate_outer_loss")

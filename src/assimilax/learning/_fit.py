@@ -3,7 +3,6 @@
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -17,13 +16,20 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jaxtyping import Array, PyTree
 
-from ..bilevel import (
-    AbstractHypergradient,
-    AbstractInnerSolver,
-    FiniteDifference,
-    Implicit,
-)
+from .._progress import AbstractProgress, check_progress, NoProgress
+from ..bilevel import AbstractHypergradient, AbstractInnerSolver, Implicit
 from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ._options import (
+    AbstractBatching,
+    AbstractCheckpointing,
+    AbstractWarmStart,
+    check_batching,
+    check_checkpoints,
+    check_warm_start,
+    NoCheckpoints,
+    StrategyDefault,
+    Vectorised,
+)
 from ._sharding import (
     BATCH,
     check_mesh,
@@ -32,13 +38,7 @@ from ._sharding import (
     to_global,
     to_local,
 )
-from ._step import (
-    check_batching,
-    evaluate,
-    initial_states,
-    StepConfig,
-    train_step,
-)
+from ._step import evaluate, initial_states, StepConfig, train_step
 from ._windows import batch_indices, split, stack_windows, take
 
 
@@ -76,7 +76,7 @@ def _scalar_leaves(trainable: PyTree) -> dict[str, Array]:
     return named
 
 
-def _check_arguments(steps, epochs, batch_size, num_train, checkpoint_dir, resume):
+def _check_arguments(steps, epochs, batch_size, num_train):
     if (steps is None) == (epochs is None):
         raise ValueError("fit: give exactly one of `steps` and `epochs`.")
     if steps is not None and (not isinstance(steps, int) or steps < 1):
@@ -88,8 +88,6 @@ def _check_arguments(steps, epochs, batch_size, num_train, checkpoint_dir, resum
             f"fit(batch_size=...) must be an int in [1, {num_train}] (the number of "
             f"training windows), got {batch_size!r}."
         )
-    if resume and checkpoint_dir is None:
-        raise ValueError("fit(resume=True) needs `checkpoint_dir`.")
 
 
 def fit(
@@ -107,14 +105,12 @@ def fit(
     trainable: PyTree | Callable[[Any], bool] = eqx.is_inexact_array,
     validation: float = 0.0,
     validate_every: int = 10,
-    warm_start: bool | None = None,
+    warm_start: AbstractWarmStart = StrategyDefault(),
     key: Array | None = None,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 10,
-    resume: bool = False,
-    progress: bool = False,
+    checkpoints: AbstractCheckpointing = NoCheckpoints(),
+    progress: AbstractProgress = NoProgress(),
     mesh: Mesh | None = None,
-    batching: str = "vmap",
+    batching: AbstractBatching = Vectorised(),
 ) -> FitResult:
     """Learn `params` through the inner argmin of every assimilation window.
 
@@ -126,9 +122,9 @@ def fit(
 
     **Arguments:**
 
-    - `problem_fn`: ``(params, window) -> problem``, a module with
-      ``cost(control)`` and ``first_guess()`` (every `assimilax.costs` problem;
-      or your own), and optionally ``to_state(control)``.
+    - `problem_fn`: ``(params, window) -> problem``, an `AbstractProblem`
+      (``cost(control)``, ``first_guess()``, ``to_state(control)``): every
+      `assimilax.costs` problem, or your own subclass.
     - `outer_loss`: ``(state, params, window) -> scalar``, with ``state`` the
       analysis (``problem.to_state`` of the minimiser): e.g. its error against a
       `truth` of the window (supervised), or its misfit to held-out
@@ -147,25 +143,27 @@ def fit(
       floating array) or a pytree of bools, as for `eqx.partition`.
     - `validation`: the fraction of windows held out (default none), evaluated
       every `validate_every` steps and at the end (cold inner solves).
-    - `warm_start`: start each window's inner solve from its last solution, and
-      `Implicit`'s backward solve from its last adjoints. Default (`None`): on
-      for `Implicit` and `FiniteDifference`, whose hypergradients hold at the
-      minimiser wherever the solve starts; off for the strategies that
+    - `warm_start`: where each window's inner solve starts. `StrategyDefault()`
+      (default) asks the strategy (`warm_start_default`): warm starts for
+      `Implicit` and `FiniteDifference`, whose hypergradients hold at the
+      minimiser wherever the solve starts; cold starts for the strategies that
       differentiate the iterations (`Unrolled`, `Truncated`, `ForwardMode`,
       `GradientFlowAdjoint`), whose result depends on the start when the solve
-      is stopped early (a finite flow time, a step budget). `Unrolled` and
-      `ForwardMode` always start from the first guess, even when it is on (from
-      a converged start they would take no step: see `value_and_hypergrad`).
-      Turn it on for `GradientFlowAdjoint` when the flow runs long enough to
-      forget its start (steady-state use): each solve then takes far fewer
-      adaptive steps (``assimilax.demos.heat`` does).
+      is stopped early. `WarmStart()` starts each window from its last solution
+      (and `Implicit`'s backward solve from its last adjoints): use it for
+      `GradientFlowAdjoint` when the flow runs long enough to forget its start
+      (``assimilax.demos.heat`` does). `ColdStart()` always starts from the
+      first guess. The warm starts are seeded by one cold solve of every
+      training window before step 0, recorded in the history's attrs.
     - `key`: a `jax.random.key` for the split and the batch order (default
       ``key(0)``).
-    - `checkpoint_dir`, `checkpoint_every`: write a checkpoint (parameters,
-      optimiser state, warm starts, history) every so many steps and at the end;
-      `resume=True` continues from the newest checkpoint there (or starts fresh
+    - `checkpoints`: `NoCheckpoints()` (default) or ``Checkpoints(directory,
+      every=10, resume=False)``: write a checkpoint (parameters, optimiser
+      state, warm starts, history) every so many steps and at the end; with
+      ``resume=True`` continue from the newest checkpoint there (or start fresh
       when there is none), drawing the same batches as an uninterrupted run.
-    - `progress`: show a tqdm bar with the loss and the inner solves.
+    - `progress`: `NoProgress()` (default) or `TqdmProgress()`: a bar with the
+      loss and the inner solves (plain periodic lines when not on a terminal).
     - `mesh`: a `jax.sharding.Mesh` with an axis named ``"data"``
       (`data_mesh()`: every device) to split each batch over its devices:
       parameters and optimiser state are replicated, each device solves its
@@ -176,16 +174,15 @@ def fit(
       multi-process run (`initialize_distributed`), `data` is *this process's*
       windows (`process_shard`), every process draws ``batch_size /
       process_count`` of its own windows per step, and checkpoints go to
-      ``checkpoint_dir/process_I``. Default: one device.
-    - `batching`: how the windows of a batch are solved. ``"vmap"`` (default)
-      solves them side by side in one batched program, so each inner (and
-      backward) iteration runs until the batch's slowest window has converged:
-      best on accelerators and when the windows take similar iteration counts.
-      ``"map"`` (`jax.lax.map`) solves them one after another, each with its
-      own iteration count: often several times faster on CPUs when the counts
-      vary, and for convolutional priors (the plug-and-play demo's fine-tuning
-      steps are 3x faster). Both give the same hypergradients up to round-off.
-      Only ``"vmap"`` with a `mesh`.
+      ``directory/process_I``. Default: one device.
+    - `batching`: how the windows of a batch are solved: `Vectorised()`
+      (default) side by side in one batched program, each iteration running
+      until the batch's slowest window has converged (best on accelerators and
+      for similar iteration counts); `Sequential()` one after another, each with
+      its own iteration count (often several times faster on CPUs when the
+      counts vary, and for convolutional priors: the plug-and-play demo's
+      fine-tuning steps are 3x faster). Same hypergradients up to round-off;
+      only `Vectorised()` with a `mesh`.
     **Returns:** a `FitResult` with the learnt `params` and the `history`, an
     `xarray.Dataset` over `step` with `loss` (batch mean, at the parameters
     before the step's update), `validation_loss` (NaN between evaluations),
@@ -193,7 +190,10 @@ def fit(
     inner or linear solve failed: not converged within `max_steps`, non-finite),
     `linear_steps` (mean backward solve iterations, `Implicit` only), `wall_s`,
     and one ``params.NAME`` per trainable scalar; its attrs record the run's
-    settings (windows, batch size, `devices` and `processes`, strategy...).
+    settings (windows, batch size, `devices` and `processes`, strategy...) and,
+    with warm starts, the seeding cold solves before step 0:
+    `initial_inner_steps` (mean per training window), `initial_inner_failures`
+    (count) and `initial_wall_s`.
 
     **Failures:** a non-finite loss or hypergradient stops the run: its update
     is not applied, the last parameters with a finite loss and hypergradient are
@@ -204,17 +204,22 @@ def fit(
 
     **Raises:** `ValueError` for bad arguments (both or neither of `steps` and
     `epochs`, a batch larger than the training set, a `validation` fraction
-    outside ``[0, 1)``, `resume` without `checkpoint_dir`, a checkpoint from a
-    different run, a mesh without a ``"data"`` axis or a batch it does not
-    split evenly, a `batching` other than ``"vmap"``/``"map"``, or ``"map"``
-    with a `mesh`); `TypeError` for an `optimiser` that is not an optax one, or
-    a `mesh` that is not a `Mesh`.
+    outside ``[0, 1)``, a checkpoint from a different run, a mesh without a
+    ``"data"`` axis or a batch it does not split evenly, `Sequential()` with a
+    `mesh`); `TypeError` for an `optimiser` that is not an optax one, a `mesh`
+    that is not a `Mesh`, mode arguments that are not their objects
+    (`batching`, `warm_start`, `checkpoints`, `progress`), or a `problem_fn`
+    that does not return an `AbstractProblem`.
     """
     if not isinstance(optimiser, optax.GradientTransformation):
         raise TypeError(
             "fit(optimiser=...) must be an optax GradientTransformation such as "
             f"optax.adam(1e-2), got {type(optimiser).__name__}."
         )
+    check_batching(batching, mesh, owner="fit")
+    check_warm_start(warm_start)
+    check_checkpoints(checkpoints)
+    check_progress("fit", progress)
     key = jax.random.key(0) if key is None else key
     split_key, batch_key = jax.random.split(key)
     windows, num = stack_windows(data)
@@ -224,12 +229,10 @@ def fit(
     num_train = train_index.size
     # This process's share of each batch (all of it on a single process).
     local_batch = batch_size if mesh is None else check_mesh(mesh, batch_size)
-    _check_arguments(steps, epochs, local_batch, num_train, checkpoint_dir, resume)
+    _check_arguments(steps, epochs, local_batch, num_train)
     if epochs is not None:
         steps = epochs * (num_train // local_batch)
-    if warm_start is None:
-        warm_start = isinstance(hypergradient, Implicit | FiniteDifference)
-    check_batching(batching, mesh)
+    warm = warm_start.enabled(hypergradient)
     config = StepConfig(
         problem_fn,
         outer_loss,
@@ -245,20 +248,18 @@ def fit(
     # strong now, in the dtype they have (before `init`, for the optimiser state).
     trainable_part = jtu.tree_map(_strong, trainable_part)
     opt_state = optimiser.init(trainable_part)
-    checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-    if checkpoint_dir is not None and jax.process_count() > 1:
-        checkpoint_dir = checkpoint_dir / f"process_{jax.process_index()}"
+    checkpoint_dir = checkpoints.folder()
     meta = {"num_windows": num, "batch_size": batch_size, "num_train": num_train}
 
-    start, records, states = 0, [], None
-    folder = latest_checkpoint(checkpoint_dir) if resume else None
+    start, records, states, seeding = 0, [], None, {}
+    folder = latest_checkpoint(checkpoint_dir) if checkpoints.resumes() else None
     if folder is not None:
         like_states = (
             jax.eval_shape(
                 lambda t: initial_states(config, eqx.combine(t, static), train_windows),
                 trainable_part,
-            )
-            if warm_start
+            )[0]
+            if warm
             else None
         )
         like = (trainable_part, opt_state, like_states)
@@ -266,10 +267,12 @@ def fit(
         for name in meta:
             if saved[name] != meta[name]:
                 raise ValueError(
-                    f"fit(resume=True): the checkpoint in {checkpoint_dir} has "
-                    f"{name}={saved[name]}, this run {meta[name]}."
+                    "fit(checkpoints=Checkpoints(..., resume=True)): the "
+                    f"checkpoint in {checkpoint_dir} has {name}={saved[name]}, "
+                    f"this run {meta[name]}."
                 )
         start, records = saved["step"], saved["records"]
+        seeding = saved.get("seeding", {})
     if mesh is not None:
         trainable_part, opt_state, static = _replicate(
             (trainable_part, opt_state, static), mesh
@@ -281,18 +284,25 @@ def fit(
             return function(config, current, windows)
         return _on_mesh(function, config, current, windows, mesh)
 
-    if warm_start and folder is None:
+    if warm and folder is None:
+        # The seeding cold solves: recorded (in the history's attrs), since step
+        # 0 then starts converged and shows few inner steps.
+        tick = time.perf_counter()
         current = eqx.combine(trainable_part, static)
-        states = per_window(initial_states, current, train_windows)
+        states, seeded = per_window(initial_states, current, train_windows)
+        seeding = {
+            "initial_inner_steps": float(np.mean(seeded["inner_steps"])),
+            "initial_inner_failures": int(np.sum(seeded["inner_failed"])),
+            "initial_wall_s": time.perf_counter() - tick,
+        }
     if mesh is not None and states is not None:
         states = jtu.tree_map(jnp.asarray, states)  # on this process's first device
 
     def save(step: int) -> None:
         if checkpoint_dir is not None:
             arrays = (trainable_part, opt_state, states)
-            save_checkpoint(
-                checkpoint_dir, step, arrays, {**meta, "step": step, "records": records}
-            )
+            saved = {**meta, "step": step, "records": records, "seeding": seeding}
+            save_checkpoint(checkpoint_dir, step, arrays, saved)
 
     def validate(current) -> float:
         losses = np.asarray(per_window(evaluate, current, valid_windows)[0])
@@ -300,11 +310,7 @@ def fit(
             losses = multihost_utils.process_allgather(losses)
         return float(np.mean(losses))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start, desc="fit")
+    bar = progress.open(total=steps, initial=start, desc="fit")
     stopped, last_finite = None, None
     for step in range(start, steps):
         tick = time.perf_counter()
@@ -336,13 +342,12 @@ def fit(
         record.update(scalars)
         finite = bool(record.pop("finite"))
         records.append(record)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{record['loss']:.3g}",
-                inner=f"{record['inner_steps']:.0f}",
-                failed=int(record["inner_failures"]),
-            )
+        bar.update(
+            1,
+            loss=f"{record['loss']:.3g}",
+            inner=f"{record['inner_steps']:.0f}",
+            failed=int(record["inner_failures"]),
+        )
         if not finite:
             stopped = (
                 f"non-finite loss or hypergradient at step {step}; the parameters "
@@ -358,12 +363,9 @@ def fit(
                 records[:] = records_all
             break
         last_finite = before
-        if checkpoint_dir is not None and (
-            (step + 1) % checkpoint_every == 0 or step + 1 == steps
-        ):
+        if checkpoints.due(step, steps):
             save(step + 1)
-    if bar is not None:
-        bar.close()
+    bar.close()
     history = _history(records)
     history.attrs.update(
         num_windows=num,
@@ -372,10 +374,12 @@ def fit(
         batch_size=batch_size,
         devices=1 if mesh is None else int(mesh.shape[DATA_AXIS]),
         processes=jax.process_count(),
-        batching=batching,
+        batching=repr(batching),
+        warm_start=int(warm),
         steps=steps,
         hypergradient=repr(hypergradient),
         solver=repr(solver),
+        **seeding,
     )
     return FitResult(eqx.combine(trainable_part, static), history, stopped)
 

@@ -4,12 +4,11 @@ Per window, the problem is built from the parameters (``problem_fn(params,
 window)``), its inner solve is warm-started from the window's `OuterState`, and
 `value_and_hypergrad` gives the outer loss and its gradient with respect to the
 problem's leaves; the VJP of ``problem_fn`` carries it back to the parameters,
-plus the direct dependence of the outer loss on them. The batch is a `vmap`, or
-a `lax.map` (one window after another) with ``batching="map"``.
+plus the direct dependence of the outer loss on them. The batch is solved as
+`config.batching` says (`Vectorised`: a `vmap`; `Sequential`: a `lax.map`).
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -25,11 +24,13 @@ from ..bilevel import (
     AbstractHypergradient,
     AbstractInnerSolver,
     argmin,
-    Implicit,
     OuterState,
     value_and_hypergrad,
 )
 from ..bilevel._iterate import stop_gradient_tree
+from ..bilevel._outer_state import tree_add
+from ..bilevel._problem import AbstractProblem, check_problem
+from ._options import AbstractBatching, Vectorised
 from ._sharding import BATCH
 
 
@@ -43,73 +44,28 @@ class StepConfig(eqx.Module):
     hypergradient: AbstractHypergradient
     # Split each batch over this mesh's `data` axis (`_sharding`); `None`: one device.
     mesh: Mesh | None = eqx.field(static=True, default=None)
-    # "vmap": the windows of a batch side by side; "map": one after another.
-    batching: str = eqx.field(static=True, default="vmap")
-
-
-BATCHING = ("vmap", "map")
-
-
-def check_batching(batching: str, mesh: Mesh | None, owner: str = "fit") -> None:
-    """Raise `ValueError` for an unknown `batching`, or ``"map"`` with a mesh."""
-    if batching not in BATCHING:
-        raise ValueError(
-            f'{owner}(batching=...) must be "vmap" or "map", got {batching!r}.'
-        )
-    if batching == "map" and mesh is not None:
-        raise ValueError(
-            f'{owner}(batching="map") cannot split a batch over a mesh: use '
-            '"vmap" (the default) with `mesh`.'
-        )
-
-
-def map_windows(config: StepConfig, fn: Callable, *trees):
-    """``fn`` over the leading (window) axis of `trees`, stacked outputs.
-
-    ``"vmap"`` batches the windows into one program: every inner iteration
-    then runs for the whole batch until its slowest window has converged.
-    ``"map"`` (`jax.lax.map`) solves them one after another, each taking only
-    its own iterations: faster on CPUs when iteration counts vary between
-    windows, and for convolutions, whose batched form XLA's CPU backend runs
-    slowly.
-    """
-    if config.batching == "map":
-        return jax.lax.map(lambda args: fn(*args), trees)
-    return jax.vmap(fn)(*trees)
+    batching: AbstractBatching = Vectorised()
 
 
 def _cost(control, problem):
     return problem.cost(control)
 
 
-def to_state(problem: Any, control: PyTree) -> PyTree:
-    """The state of a control (`problem.to_state` when the problem has one)."""
-    convert = getattr(problem, "to_state", None)
-    return control if convert is None else convert(control)
-
-
-def _is_none(x: Any) -> bool:
-    return x is None
-
-
-def _add(a, b):
-    return jtu.tree_map(
-        lambda x, y: x if y is None else (y if x is None else x + y),
-        a,
-        b,
-        is_leaf=_is_none,
-    )
+def _build(config: StepConfig, params, window) -> AbstractProblem:
+    problem = config.problem_fn(params, window)
+    check_problem("fit(problem_fn=...) returned a problem that is not one", problem)
+    return problem
 
 
 def _one_window(config: StepConfig, trainable, static, window, state):
     def build(t):
-        return config.problem_fn(eqx.combine(t, static), window)
+        return _build(config, eqx.combine(t, static), window)
 
     problem, pullback = eqx.filter_vjp(build, trainable)
     params = stop_gradient_tree(eqx.combine(trainable, static))
 
     def loss_on(control, problem):
-        return config.outer_loss(to_state(problem, control), params, window)
+        return config.outer_loss(problem.to_state(control), params, window)
 
     loss, problem_grads, new_state, info = value_and_hypergrad(
         loss_on,
@@ -123,11 +79,11 @@ def _one_window(config: StepConfig, trainable, static, window, state):
     )
     (grads,) = pullback(problem_grads)
     # The outer loss may also depend on the parameters directly (e.g. a penalty).
-    analysis = stop_gradient_tree(to_state(problem, new_state.x))
+    analysis = stop_gradient_tree(problem.to_state(new_state.x))
     direct = eqx.filter_grad(
         lambda t: config.outer_loss(analysis, eqx.combine(t, static), window)
     )(trainable)
-    grads = _add(grads, direct)
+    grads = tree_add(grads, direct)
     linear_steps = (
         jnp.asarray(jnp.nan)
         if info.linear is None
@@ -152,7 +108,7 @@ def _batch_sums(config: StepConfig, trainable, static, windows, states):
     def one(window, state):
         return _one_window(config, trainable, static, window, state)
 
-    losses, grads, new_states, diagnostics = map_windows(config, one, windows, states)
+    losses, grads, new_states, diagnostics = config.batching.map(one, windows, states)
     sums = {
         "loss": jnp.sum(losses),
         "grads": _sum(grads),
@@ -232,7 +188,7 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
 def _solve(config: StepConfig, params, window):
     # The strategy's own forward solve (e.g. `GradientFlowAdjoint`'s adaptive
     # `diffeqsolve`), so that cold solves compute what the training steps do.
-    problem = config.problem_fn(params, window)
+    problem = _build(config, params, window)
     sol = argmin(
         _cost,
         problem.first_guess(),
@@ -245,34 +201,32 @@ def _solve(config: StepConfig, params, window):
 
 
 def _per_window(config: StepConfig, fn: Callable, params, windows):
-    """``fn(params, window)`` for every window (`map_windows`), split over the
+    """``fn(params, window)`` for every window (`config.batching`), split over the
     devices of `config.mesh` when there is one."""
 
     def one(window):
         return fn(params, window)
 
     if config.mesh is None:
-        return map_windows(config, one, windows)
+        return config.batching.map(one, windows)
     windows = _split(windows, config.mesh)
-    return _split(map_windows(config, one, windows), config.mesh)
+    return _split(config.batching.map(one, windows), config.mesh)
 
 
 @eqx.filter_jit
-def initial_states(config: StepConfig, params, windows) -> OuterState:
-    """The warm-start state of every window: its inner solution at `params`.
-
-    Its structure is the one `value_and_hypergrad` returns (zero adjoints for a
-    warm-started `Implicit`), so that every outer step runs one compiled program.
-    """
+def initial_states(config: StepConfig, params, windows) -> tuple[OuterState, dict]:
+    """The warm-start state of every window (the strategy's
+    `init_outer_state` after a cold solve at `params`), and per window the
+    solve's `inner_steps` and whether it failed (`inner_failed`)."""
 
     def one(params, window):
         _, sol = _solve(config, params, window)
-        strategy = config.hypergradient
-        adjoints = ()
-        if isinstance(strategy, Implicit) and strategy.warm_start:
-            zeros = jtu.tree_map(jnp.zeros_like, sol.value)
-            adjoints = (zeros,) * strategy.warm_start_memory
-        return OuterState(sol.value, adjoints, sol.stats.initial_grad_norm)
+        state = config.hypergradient.init_outer_state(sol.value, sol.stats)
+        diagnostics = {
+            "inner_steps": sol.stats.num_steps,
+            "inner_failed": sol.result != RESULTS.successful,
+        }
+        return state, diagnostics
 
     return _per_window(config, one, params, windows)
 
@@ -284,7 +238,7 @@ def evaluate(config: StepConfig, params, windows) -> tuple[Array, Array]:
 
     def one(params, window):
         problem, sol = _solve(config, params, window)
-        loss = config.outer_loss(to_state(problem, sol.value), params, window)
+        loss = config.outer_loss(problem.to_state(sol.value), params, window)
         return loss, sol.result == RESULTS.successful
 
     return _per_window(config, one, params, windows)

@@ -1,5 +1,7 @@
 """Central finite differences of the minimiser, as a reference for checks."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,8 @@ class FiniteDifference(AbstractHypergradient):
 
     **Cost:** 2P inner solves per gradient. Only for small P and for tests.
     """
+
+    warm_start_default: ClassVar[bool] = True
 
     eps: float | None = None
 

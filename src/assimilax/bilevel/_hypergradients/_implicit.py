@@ -7,6 +7,8 @@ Hessian-vector products; the Hessian is never formed (unless a dense lineax solv
 is asked for).
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,29 +16,24 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import PyTree
 
-from ..._custom_types import Args, BoolScalar, IntScalar, Objective, Scalar, X
+from ..._custom_types import Args, IntScalar, Objective, Scalar, X
 from ..._results import RESULTS
 from .._hvp import AbstractHVP, AutodiffHVP
 from .._iterate import iterate_while, stop_gradient_tree
+from .._outer_state import (
+    HypergradInfo,
+    OuterState,
+    reference_residual,
+    tree_add,
+)
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
+from .._solution import LinearSolveInfo, Stats
+from .._solve import prepare, summarise
 from .._solvers._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot
-from ._base import AbstractHypergradient
+from ._base import AbstractHypergradient, OuterLoss
 
 
 _SYMMETRIC_SOLVERS = (lx.CG,)
-
-
-class LinearSolveInfo(eqx.Module):
-    """Diagnostics of one backward linear solve (each field a scalar).
-
-    - `num_steps`: iterations of the linear solver (-1 for direct solvers).
-    - `residual`: relative residual ``|A w - x̄| / |x̄|`` (computed, not assumed).
-    - `failed`: `True` when the solver reported failure or the residual is not finite.
-    """
-
-    num_steps: IntScalar
-    residual: Scalar
-    failed: BoolScalar
 
 
 class Implicit(AbstractHypergradient):
@@ -76,6 +73,8 @@ class Implicit(AbstractHypergradient):
         Pedregosa. *Hyperparameter optimization with approximate gradient*. ICML 2016.
         Blondel et al. *Efficient and modular implicit differentiation*. NeurIPS 2022.
     """
+
+    warm_start_default: ClassVar[bool] = True
 
     linear_solver: lx.AbstractLinearSolver = lx.CG(rtol=1e-6, atol=1e-6)
     hvp: AbstractHVP = AutodiffHVP()
@@ -141,14 +140,60 @@ class Implicit(AbstractHypergradient):
         *,
         throw: bool,
     ) -> tuple[X, InnerState, IntScalar]:
-        fn_frozen, args_frozen = stop_gradient_tree((fn, args))
-        state = solver.init(fn_frozen, x0, args_frozen)
-        x, state, steps = iterate_while(
-            fn_frozen, solver, x0, args_frozen, state, solver.max_steps
-        )
-        x, state = stop_gradient_tree((x, state))
+        x, state, steps = _solve_frozen(fn, solver, x0, args)
         x = _attach_implicit((fn, args), x, state, solver, self, throw)
         return x, state, steps
+
+    def init_outer_state(self, x: X, stats: Stats) -> OuterState:
+        # Zero adjoints of the fixed memory length: the structure that
+        # `value_and_grad` returns, so the first outer step compiles once.
+        zeros = jtu.tree_map(jnp.zeros_like, x)
+        adjoints = (zeros,) * self.warm_start_memory if self.warm_start else ()
+        return OuterState(x, adjoints, stats.initial_grad_norm)
+
+    def value_and_grad(
+        self,
+        outer_loss: OuterLoss,
+        fn: Objective,
+        x0: X,
+        args: Args,
+        *,
+        solver: AbstractInnerSolver,
+        state: OuterState | None,
+        throw: bool,
+    ) -> tuple[Scalar, Args, OuterState, HypergradInfo]:
+        # One backward solve with the cotangent of the outer loss, explicitly
+        # (not through `jax.grad`) so that it can start from the stored adjoints
+        # and return the new one.
+        fn, x0 = prepare(fn, x0, args, solver)
+        x, inner, num_steps = _solve_frozen(fn, solver, x0, args)
+        result, stats = summarise(solver, x, inner, num_steps)
+        loss, (x_bar, args_bar_direct) = eqx.filter_value_and_grad(
+            lambda xa: outer_loss(*xa)
+        )((x, args))
+        x_bar = _zeros_for_none(x_bar, x)
+        history = state.adjoints if self.warm_start and state is not None else ()
+        params = stop_gradient_tree((fn, args))
+        (_, args_bar), w, linear = self.backward(
+            solver, params, x, inner, x_bar, history
+        )
+        grads = tree_add(args_bar_direct, args_bar)
+        result = RESULTS.where(
+            (result == RESULTS.successful) & linear.failed,
+            RESULTS.linear_solve_failed,
+            result,
+        )
+        if throw:
+            grads = result.error_if(grads, result != RESULTS.successful)
+        adjoints = ()
+        if self.warm_start:
+            # Fixed length (zero-padded) so that the state's structure, and hence
+            # the compiled function, is the same from the second outer step on.
+            zeros = jtu.tree_map(jnp.zeros_like, w)
+            padded = (w, *history, *(zeros,) * self.warm_start_memory)
+            adjoints = padded[: self.warm_start_memory]
+        new_state = OuterState(x, adjoints, reference_residual(state, stats))
+        return loss, grads, new_state, HypergradInfo(result, stats, linear)
 
     def backward(
         self,
@@ -254,6 +299,17 @@ def _warm_start_guess(applied: tuple[X, ...], b: X, history: tuple[X, ...]) -> X
         gram + ridge * jnp.eye(len(history), dtype=gram.dtype), rhs
     )
     return jtu.tree_map(lambda *ws: sum(c * w for c, w in zip(coeffs, ws)), *history)
+
+
+def _solve_frozen(fn: Objective, solver: AbstractInnerSolver, x0: X, args: Args):
+    """The inner solve without derivatives: ``(x, state, num_steps)``."""
+    fn_frozen, args_frozen = stop_gradient_tree((fn, args))
+    state = solver.init(fn_frozen, x0, args_frozen)
+    x, state, steps = iterate_while(
+        fn_frozen, solver, x0, args_frozen, state, solver.max_steps
+    )
+    x, state = stop_gradient_tree((x, state))
+    return x, state, steps
 
 
 def _zeros_for_none(x_bar: X, x: X) -> X:

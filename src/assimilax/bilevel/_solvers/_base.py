@@ -83,6 +83,25 @@ class AbstractInnerSolver(eqx.Module):
     optimality_is_gradient: ClassVar[bool] = True
     implicit_differentiable: ClassVar[bool] = True
 
+    def __check_init__(self):
+        # Run by Equinox for every solver class (each class's `__check_init__` in
+        # the MRO runs), so concrete solvers check only their own fields.
+        owner = type(self).__name__
+        if self.max_steps < 1:
+            raise ValueError(
+                f"{owner}(max_steps=...) must be >= 1, got {self.max_steps}."
+            )
+        for name, value in (("rtol", self.rtol), ("atol", self.atol)):
+            if isinstance(value, (int, float)) and not value >= 0:
+                raise ValueError(f"{owner}({name}=...) must be >= 0, got {value}.")
+
+    def inverse_hessian_operator(self, state: InnerState) -> Any:
+        """An approximation of the inverse Hessian at the solution built from the
+        solver's own memory (a `lineax` operator), or `None` when the solver keeps
+        none (the default). `LBFGSPreconditioner` asks for it."""
+        del state
+        return None
+
     @abc.abstractmethod
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
         """The state at the initial iterate ``x`` (evaluates `fn` and its gradient)."""

@@ -98,14 +98,6 @@ class GaussNewton(AbstractInnerSolver):
             raise ValueError(
                 f"GaussNewton(damping=...) must be >= 0, got {self.damping}."
             )
-        if self.max_steps < 1:
-            raise ValueError(
-                f"GaussNewton(max_steps=...) must be >= 1, got {self.max_steps}."
-            )
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ValueError(f"GaussNewton({name}=...) must be >= 0, got {value}.")
 
     def check_objective(self, fn: Objective, x0: X, args: Args) -> None:
         if self.residuals is None:

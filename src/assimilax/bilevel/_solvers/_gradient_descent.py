@@ -36,10 +36,6 @@ class GradientDescent(AbstractInnerSolver):
                 "GradientDescent(learning_rate=...) must be positive, got "
                 f"{self.learning_rate}."
             )
-        if self.max_steps < 1:
-            raise ValueError(
-                f"GradientDescent(max_steps=...) must be >= 1, got {self.max_steps}."
-            )
 
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
         value, grad = value_and_grad(fn, x, args)

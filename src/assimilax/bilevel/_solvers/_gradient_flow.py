@@ -152,14 +152,6 @@ class GradientFlow(AbstractInnerSolver):
                 "for the minimiser use a large t1 with rtol/atol to stop at steady "
                 "state."
             )
-        if self.max_steps < 1:
-            raise ValueError(
-                f"GradientFlow(max_steps=...) must be >= 1, got {self.max_steps}."
-            )
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ValueError(f"GradientFlow({name}=...) must be >= 0, got {value}.")
 
     def final_time(self, args: Args, dtype: jnp.dtype | None = None) -> Scalar:
         """The flow time `t1` for these `args`, a scalar of `dtype` (default: the
@@ -273,7 +265,9 @@ def _with_root_tolerances(
     # tolerances unset: `diffeqsolve` copies them from an adaptive step-size
     # controller. `step` calls the solver's own `step` at fixed steps, where no
     # controller supplies them (the placeholders would reach the root finder), so
-    # the unset ones get sqrt(eps) of the state's dtype and the max norm.
+    # the unset ones get sqrt(eps) of the state's dtype and the max norm. The root
+    # finder is the user's choice of any optimistix class, each with its own
+    # fields, so its tolerance fields are probed by name (duck-typed).
     if not isinstance(solver, dfx.AbstractImplicitSolver):
         return solver
     tol = float(jnp.finfo(dtype).eps) ** 0.5

@@ -79,14 +79,6 @@ class LBFGS(AbstractInnerSolver):
                 "optax.scale_by_zoom_linesearch(max_linesearch_steps=20); got "
                 f"{self.linesearch!r}."
             )
-        if self.max_steps < 1:
-            raise ValueError(
-                f"LBFGS(max_steps=...) must be >= 1, got {self.max_steps}."
-            )
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ValueError(f"LBFGS({name}=...) must be >= 0, got {value}.")
 
     def _optimiser(self) -> optax.GradientTransformationExtraArgs:
         return optax.lbfgs(memory_size=self.memory_size, linesearch=self.linesearch)

@@ -54,14 +54,6 @@ class OptaxSolver(AbstractInnerSolver):
                 "OptaxSolver(optimiser=...) must be an optax.GradientTransformation "
                 f"such as optax.adam(1e-2); got {self.optimiser!r}."
             )
-        if self.max_steps < 1:
-            raise ValueError(
-                f"OptaxSolver(max_steps=...) must be >= 1, got {self.max_steps}."
-            )
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ValueError(f"OptaxSolver({name}=...) must be >= 0, got {value}.")
 
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
         value, grad = value_and_grad(fn, x, args)

@@ -13,7 +13,7 @@ from ..._custom_types import Args, Objective, ScalarLike, X
 from .._checks import eval_shape
 from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
 from ._prox import AbstractProx, Zero
-from ._proximal import check_positive, check_prox, check_prox_shapes, check_tolerances
+from ._proximal import check_positive, check_prox, check_prox_shapes
 
 
 class PrimalDualMemory(eqx.Module):
@@ -108,7 +108,6 @@ class PrimalDual(AbstractInnerSolver):
         check_prox("PrimalDual", "prox_g", self.prox_g)
         check_positive("PrimalDual", "tau", self.tau)
         check_positive("PrimalDual", "sigma", self.sigma)
-        check_tolerances("PrimalDual", self.max_steps, self.rtol, self.atol)
         if self.lipschitz < 0:
             raise ValueError(
                 f"PrimalDual(lipschitz=...) must be >= 0, got {self.lipschitz}."

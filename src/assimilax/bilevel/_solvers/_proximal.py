@@ -71,15 +71,6 @@ def check_positive(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}({name}=...) must be > 0, got {value}.")
 
 
-def check_tolerances(owner: str, max_steps: int, rtol: float, atol: float) -> None:
-    """`max_steps >= 1` and non-negative tolerances."""
-    if max_steps < 1:
-        raise ValueError(f"{owner}(max_steps=...) must be >= 1, got {max_steps}.")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, (int, float)) and not value >= 0:
-            raise ValueError(f"{owner}({name}=...) must be >= 0, got {value}.")
-
-
 class ProximalGradient(AbstractInnerSolver):
     """Minimise ``f(x, args) + g(x; args)`` with ``f = fn`` smooth and ``g`` = `prox`.
 
@@ -134,7 +125,6 @@ class ProximalGradient(AbstractInnerSolver):
     def __check_init__(self):
         check_prox("ProximalGradient", "prox", self.prox)
         check_positive("ProximalGradient", "step_size", self.step_size)
-        check_tolerances("ProximalGradient", self.max_steps, self.rtol, self.atol)
 
     def check_objective(self, fn: Objective, x0: X, args: Args) -> None:
         check_prox_shapes("ProximalGradient", "prox", self.prox, x0, args)
