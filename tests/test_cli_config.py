@@ -85,7 +85,7 @@ def test_fit_example(tmp_path, capsys):
         assert history.sizes["step"] == 30
         np.testing.assert_allclose(history["model.kappa"][-1], kappa, rtol=0.05)
         assert history.attrs["true model.kappa"] == 0.5
-        assert history.attrs["batching"] == "map"
+        assert history.attrs["batching"] == "Sequential()"
 
 
 def test_check_and_dry_run(tmp_path, capsys):

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run a demo on embedded defaults",
         description="Run a demo: prints a summary, writes netCDF and PNG files.",
     )
+    # Every command's namespace has the same attributes (no probing later).
+    demo.set_defaults(resume=False, distributed=False, devices=None)
     demo.add_argument("name", choices=sorted(DEMOS), help="which demo")
     demo.add_argument("--out", default="assimilax-output", help="output folder")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
             description=text + ".",
             epilog="The config file's schema, with examples: docs/cli.md.",
         )
+        command.set_defaults(out=None, resume=False, distributed=False, devices=None)
         command.add_argument("config", help="the experiment, a TOML file")
         if name == "check":
             continue
@@ -115,15 +118,15 @@ def _run_config(args: argparse.Namespace) -> int:
     from ._table import ConfigError
 
     try:
-        config = load_config(args.config, out=getattr(args, "out", None))
+        config = load_config(args.config, out=args.out)
         if args.command == "fit" and config.fit is None:
             raise ConfigError(
                 "`assimilax fit` needs a [fit] section (what to learn and how)"
             )
-        if getattr(args, "resume", False):
+        if args.resume:
             config = config.with_resume()
         experiment = prepare(config)
-        if getattr(args, "distributed", False):
+        if args.distributed:
             experiment = experiment.process_share()
         fit = None if config.fit is None else FitSetup.build(config, experiment)
         mesh = _mesh(args) if args.command == "fit" else None
@@ -187,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import jax
 
-    if getattr(args, "distributed", False):
+    if args.distributed:
         from ..learning import initialize_distributed
 
         if args.devices not in (None, "all"):

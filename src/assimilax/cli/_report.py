@@ -39,6 +39,8 @@ def _value(value: Any) -> str:
         return f"[{shown}{', ...' if len(value) > 4 else ''}]"
     if isinstance(value, str):
         return value
+    # A config value as read from TOML or a data file: numbers, strings, lists,
+    # or any array type (NumPy, JAX): duck-typed data, so ask for a shape.
     if hasattr(value, "shape"):
         return f"array{tuple(value.shape)}"
     return number(value)
