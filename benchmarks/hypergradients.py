@@ -138,6 +138,13 @@ class Method:
     stateful: Callable[[Any], tuple[Any, Any]] | None = None
 
 
+def _ax_method(name: str, problem: Problem, solver, strategy) -> Method:
+    """An assimilax row: `solver` with `strategy` (forward mode: `jax.jacfwd`)."""
+    mode = "forward" if isinstance(strategy, ax.ForwardMode) else "reverse"
+    solve = _ax_solve(problem, solver, strategy)
+    return Method(name, "assimilax", type(strategy).__name__, solve, mode=mode)
+
+
 def _ax_solve(problem, solver, strategy):
     def solve(lam):
         sol = ax.argmin(
@@ -192,50 +199,27 @@ def build_methods(problem: Problem, cfg: Config) -> tuple[list[Method], dict]:
     checkpoint = math.ceil(math.sqrt(max_steps))
     terms = neumann_terms(problem, cfg.linear_rtol)
     methods = [
-        Method(
-            "GD + Unrolled",
-            "assimilax",
-            "Unrolled",
-            _ax_solve(problem, gd, ax.Unrolled()),
-        ),
-        Method(
+        _ax_method("GD + Unrolled", problem, gd, ax.Unrolled()),
+        _ax_method(
             f"GD + Unrolled(checkpoint_every={checkpoint})",
-            "assimilax",
-            "Unrolled",
-            _ax_solve(problem, gd, ax.Unrolled(checkpoint_every=checkpoint)),
+            problem,
+            gd,
+            ax.Unrolled(checkpoint_every=checkpoint),
         ),
     ]
     for k in cfg.truncation:
         if k <= max_steps:
             methods.append(
-                Method(
-                    f"GD + Truncated(k={k})",
-                    "assimilax",
-                    "Truncated",
-                    _ax_solve(problem, gd, ax.Truncated(k=k)),
-                )
+                _ax_method(f"GD + Truncated(k={k})", problem, gd, ax.Truncated(k=k))
             )
     methods += [
-        Method(
-            "GD + ForwardMode (jacfwd)",
-            "assimilax",
-            "ForwardMode",
-            _ax_solve(problem, gd, ax.ForwardMode()),
-            mode="forward",
-        ),
-        Method(
-            "GD + Implicit(CG)",
-            "assimilax",
-            "Implicit",
-            _ax_solve(problem, gd, implicit),
-        ),
-        Method(
+        _ax_method("GD + ForwardMode (jacfwd)", problem, gd, ax.ForwardMode()),
+        _ax_method("GD + Implicit(CG)", problem, gd, implicit),
+        _ax_method(
             f"GD + Implicit(Neumann({terms}))",
-            "assimilax",
-            "Implicit",
-            _ax_solve(
-                problem, gd, ax.Implicit(linear_solver=ax.Neumann(num_terms=terms))
-            ),
+            problem,
+            gd,
+            ax.Implicit(linear_solver=ax.Neumann(num_terms=terms)),
         ),
         Method(
             "GD + Implicit(CG), value_and_hypergrad",
@@ -248,12 +232,7 @@ def build_methods(problem: Problem, cfg: Config) -> tuple[list[Method], dict]:
     ]
     if problem.y.size <= cfg.fd_max_size:
         methods.append(
-            Method(
-                "GD + FiniteDifference",
-                "assimilax",
-                "FiniteDifference",
-                _ax_solve(problem, gd, ax.FiniteDifference()),
-            )
+            _ax_method("GD + FiniteDifference", problem, gd, ax.FiniteDifference())
         )
     methods += _assimilax_quasi_newton(problem, cfg, implicit, max_steps)
     methods += _optimistix_methods(problem, cfg, max_steps, cg)
@@ -305,29 +284,11 @@ def _assimilax_quasi_newton(problem, cfg, implicit, max_steps):
         print(f"(skipping assimilax LBFGS: {error})")
         return []
     rows = [
-        Method(
-            "LBFGS + Implicit(CG)",
-            "assimilax",
-            "Implicit",
-            _ax_solve(problem, lbfgs, implicit),
-        ),
-        Method(
-            "LBFGS + ForwardMode (jacfwd)",
-            "assimilax",
-            "ForwardMode",
-            _ax_solve(problem, lbfgs, ax.ForwardMode()),
-            mode="forward",
-        ),
+        _ax_method("LBFGS + Implicit(CG)", problem, lbfgs, implicit),
+        _ax_method("LBFGS + ForwardMode (jacfwd)", problem, lbfgs, ax.ForwardMode()),
     ]
     if lbfgs.reverse_differentiable:
-        rows.append(
-            Method(
-                "LBFGS + Unrolled",
-                "assimilax",
-                "Unrolled",
-                _ax_solve(problem, lbfgs, ax.Unrolled()),
-            )
-        )
+        rows.append(_ax_method("LBFGS + Unrolled", problem, lbfgs, ax.Unrolled()))
     return rows
 
 
