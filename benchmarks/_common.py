@@ -5,6 +5,7 @@ rounds* (every method once per round, rounds repeated) and summarised by the med
 a burst of load then hits all methods alike instead of whichever ran at the time.
 """
 
+import argparse
 import dataclasses
 import datetime
 import importlib.metadata
@@ -12,6 +13,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -186,3 +188,62 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` as indented JSON, creating the parent folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+
+
+def start_payload(
+    name: str, title: str, cfg: Any, thresholds: dict[str, Any], *, verbose: bool
+) -> dict[str, Any]:
+    """The head of a results file (benchmark, machine, config, thresholds); with
+    `verbose`, prints ``## title (date, machine, ...)`` first."""
+    payload = {
+        "benchmark": name,
+        "machine": machine_info(),
+        "config": dataclasses.asdict(cfg),
+        "thresholds": thresholds,
+    }
+    if verbose:
+        info = payload["machine"]
+        precision = "float64" if info["x64"] else "float32"
+        print(
+            f"## {title} ({info['date']}, {info['platform']}, {info['cpu_usable']}/"
+            f"{info['cpu_count']} CPUs, jax {info['versions']['jax']}, "
+            f"{info['backend']}, {precision})"
+        )
+    return payload
+
+
+def finish_payload(
+    payload: dict[str, Any], out: Path | None, *, verbose: bool
+) -> dict[str, Any]:
+    """Write `payload` to `out` (unless `None`) and return it."""
+    if out is not None:
+        write_json(out, payload)
+        if verbose:
+            print(f"wrote {out}", file=sys.stderr)
+    return payload
+
+
+def script_main(
+    argv: Sequence[str] | None,
+    doc: str,
+    run: Callable[[Any, Path], Any],
+    full: Any,
+    quick: Any,
+    results_path: Path,
+    *,
+    quick_help: str,
+    output_flag: str = "--output",
+) -> None:
+    """The command line of a benchmark script: ``[--quick] [OUTPUT_FLAG PATH]``,
+    then ``run(quick or full config, path)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        output_flag,
+        dest="output",
+        type=Path,
+        default=results_path,
+        help="JSON output path",
+    )
+    options = parser.parse_args(argv)
+    run(quick if options.quick else full, options.output)

@@ -41,11 +41,13 @@ def _bars(ax, labels, values, colours, xlabel: str) -> None:
 
 
 def hypergradients(payload: dict[str, Any], path: Path) -> None:
-    """Error and time per method (Part A), temporary memory vs inner steps (Part B)."""
+    """Error and time per method, one row of panels per problem."""
     plt = _pyplot()
-    part_a = payload["part_a"]
-    fig, axes = plt.subplots(len(part_a) + 1, 2, figsize=(11, 4.5 * len(part_a) + 3.5))
-    for (ax_err, ax_time), result in zip(axes, part_a):
+    problems = payload["problems"]
+    fig, axes = plt.subplots(
+        len(problems), 2, figsize=(11, 4.5 * len(problems)), squeeze=False
+    )
+    for (ax_err, ax_time), result in zip(axes, problems):
         rows = result["rows"]
         labels = [r["name"] for r in rows]
         colours = ["C0" if r["library"] == "assimilax" else "C1" for r in rows]
@@ -56,13 +58,19 @@ def hypergradients(payload: dict[str, Any], path: Path) -> None:
         ax_err.set_title(f"{result['problem']} (blue: assimilax, orange: optimistix)")
         ax_time.set_title("value and hypergradient, median time")
         ax_time.set_yticklabels([])
-    ax_mem, ax_time = axes[-1]
-    part_b = payload["part_b"]["rows"]
-    for strategy in dict.fromkeys(r["strategy"] for r in part_b):
-        rows = [r for r in part_b if r["strategy"] == strategy]
-        steps = [r["steps"] for r in rows]
-        ax_mem.loglog(steps, [r["temp_bytes"] / 2**20 for r in rows], "o-")
-        ax_time.loglog(steps, [1e3 * r["time_s"] for r in rows], "o-", label=strategy)
+    _save(fig, path)
+
+
+def hypergradient_memory(payload: dict[str, Any], path: Path) -> None:
+    """Temporary memory and time against the number of inner steps."""
+    plt = _pyplot()
+    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 3.5))
+    rows = payload["rows"]
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        steps = [r["steps"] for r in mine]
+        ax_mem.loglog(steps, [r["temp_bytes"] / 2**20 for r in mine], "o-")
+        ax_time.loglog(steps, [1e3 * r["time_s"] for r in mine], "o-", label=strategy)
     ax_mem.set(xlabel="inner steps T", ylabel="XLA temp MiB", title="Memory vs T")
     ax_time.set(xlabel="inner steps T", ylabel="ms", title="Time vs T")
     ax_time.legend(fontsize=8)

@@ -3,19 +3,14 @@
 Run ``python benchmarks/hypergradients.py`` (full, a few minutes) or with
 ``--quick`` (smaller problems, fewer rounds, no forward/backward split of the
 times; under three minutes). Markdown tables go to stdout
-and everything to ``benchmarks/results/hypergradients.json``.
+and everything to ``benchmarks/results/hypergradients.json``. Memory against the
+number of inner steps is the other benchmark, ``hypergradient_memory.py``.
 
-**Part A** differentiates Tikhonov denoising
-
-    x*(λ) = argmin_x ½‖x − y‖² + ½ λ ‖D x‖²        (D: forward differences)
-
-on a 1D signal and a 2D image w.r.t. the scalar λ, for the outer loss
-``½‖x*(λ) − x_true‖²``. The exact hypergradient is
-``−(x* − x_true)ᵀ (I + λ DᵀD)⁻¹ DᵀD x*``, computed in float64 NumPy: a dense solve in
-1D, and in 2D a DCT-II diagonalisation (``DᵀD`` with ``jnp.diff`` differences is the
-Neumann Laplacian, whose eigenvectors are the DCT-II basis). Every assimilax
-strategy and several `optimistix.minimise` configurations are compiled, then timed
-in interleaved rounds (see `_common.interleaved_timings`).
+The problem is Tikhonov denoising (``_tikhonov.py``) of a 1D signal and a 2D
+image, differentiated w.r.t. the scalar weight λ, with its exact hypergradient in
+float64. Every assimilax strategy and several `optimistix.minimise`
+configurations are compiled, then timed in interleaved rounds (see
+`_common.interleaved_timings`).
 
 *What is matched.* The inner gradient-descent solvers of both libraries take the
 same step ``1/L`` with ``L = 1 + 4·ndim·λ ≥ λ_max(Hessian)`` and stop by the same
@@ -27,15 +22,10 @@ inner residual, and every row reports the residual it reached (``inner grad``), 
 steps and the error of ``x*``. Backward linear solves all use ``lx.CG`` with the
 same ``rtol = atol``, and unrolled loops run ``max_steps = steps needed + 5%``.
 
-**Part B** compiles `Unrolled` and `Implicit` for T = 100, 1000, 5000 gradient
-steps (``rtol=0``: all T steps run) and reads XLA's temporary-buffer size.
-
-Targets (from the project issue): `Implicit` no slower than optimistix's fastest
-accurate configuration at equal or smaller error; `Implicit` memory flat (≤ 1.1x)
-from 100 to 5000 steps.
+Target (from the project issue): `Implicit` no slower than optimistix's fastest
+accurate configuration at equal or smaller error.
 """
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -52,7 +42,6 @@ import jax.numpy as jnp  # noqa: E402
 import lineax as lx  # noqa: E402
 import numpy as np  # noqa: E402
 import optimistix as optx  # noqa: E402
-import scipy.fft  # noqa: E402
 
 import assimilax as ax  # noqa: E402
 
@@ -60,14 +49,16 @@ import assimilax as ax  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     compile_ahead,
+    finish_payload,
     fmt_mib,
     fmt_ms,
     fmt_sci,
     interleaved_timings,
-    machine_info,
     markdown_table,
-    write_json,
+    script_main,
+    start_payload,
 )
+from _tikhonov import make_problem, Problem  # noqa: E402
 
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "hypergradients.json"
@@ -94,9 +85,6 @@ class Config:
     linear_rtol: float = 1e-10
     rounds: int = 21
     truncation: tuple[int, ...] = (50, 200)
-    memory_n: int = 1024
-    memory_steps: tuple[int, ...] = (100, 1000, 5000)
-    memory_rounds: int = 3
     problems: tuple[str, ...] = ("1d", "2d")
     # Optional subset of method names (None: all); used by the smoke test.
     methods: tuple[str, ...] | None = None
@@ -116,102 +104,16 @@ QUICK = Config(
     shape_2d=(48, 48),
     rounds=5,
     truncation=(50,),
-    memory_n=256,
-    memory_rounds=2,
     budget_s=5.0,
     time_forward=False,
 )
 
 
-# --------------------------------------------------------------------------------------
-# The problem and its closed form
-
-
-def _dt(d: np.ndarray) -> np.ndarray:
-    """Dᵀd along the last axis for forward differences (zero flux at both ends)."""
-    pad = [(0, 0)] * (d.ndim - 1) + [(1, 1)]
-    return -np.diff(np.pad(d, pad), axis=-1)
-
-
-def laplacian_np(x: np.ndarray) -> np.ndarray:
-    """DᵀD x, summed over all axes (the Neumann graph Laplacian)."""
-    out = np.zeros_like(x)
-    for axis in range(x.ndim):
-        moved = np.moveaxis(x, axis, -1)
-        out += np.moveaxis(_dt(np.diff(moved, axis=-1)), -1, axis)
-    return out
-
-
-def solve_np(v: np.ndarray, lam: float) -> np.ndarray:
-    """``(I + λ DᵀD)⁻¹ v`` in float64: dense in 1D, DCT-II diagonalisation in 2D."""
-    if v.ndim == 1:
-        n = v.size
-        lap = np.diag(np.r_[1.0, 2.0 * np.ones(n - 2), 1.0])
-        lap -= np.diag(np.ones(n - 1), 1) + np.diag(np.ones(n - 1), -1)
-        return np.linalg.solve(np.eye(n) + lam * lap, v)
-    eig = 0.0
-    for axis, n in enumerate(v.shape):
-        e = 2.0 - 2.0 * np.cos(np.pi * np.arange(n) / n)
-        eig = eig + np.expand_dims(e, tuple(a for a in range(v.ndim) if a != axis))
-    coeffs = scipy.fft.dctn(v, type=2, norm="ortho") / (1.0 + lam * eig)
-    return scipy.fft.idctn(coeffs, type=2, norm="ortho")
-
-
-@dataclasses.dataclass
-class Problem:
-    """One denoising problem with its exact answer."""
-
-    name: str
-    y: jax.Array
-    x_true: jax.Array
-    lam: float
-    lipschitz: float
-    x_star: np.ndarray
-    loss: float
-    hypergrad: float
-
-    def fn(self, x, lam):
-        """Inner objective ½‖x − y‖² + ½λ‖Dx‖², matrix-free (`jnp.diff`)."""
-        smooth = sum(jnp.sum(jnp.diff(x, axis=a) ** 2) for a in range(x.ndim))
-        return 0.5 * jnp.sum((x - self.y) ** 2) + 0.5 * lam * smooth
-
-    def outer(self, x):
-        return 0.5 * jnp.sum((x - self.x_true) ** 2)
-
-    def grad_np(self, x: np.ndarray) -> np.ndarray:
-        return x - np.asarray(self.y) + self.lam * laplacian_np(x)
-
-
-def make_problem(kind: str, cfg: Config) -> Problem:
-    """A piecewise-smooth signal (1D) or image (2D) plus Gaussian noise (σ = 0.1)."""
-    rng = np.random.default_rng(0)
+def _problem(kind: str, cfg: Config) -> Problem:
+    """The 1D (``kind="1d"``) or 2D problem at the sizes of `cfg`."""
     if kind == "1d":
-        t = np.linspace(0.0, 1.0, cfg.n_1d)
-        x_true = np.sin(2 * np.pi * t) + 0.5 * (t > 0.5)
-        lam, name = cfg.lam_1d, f"1D n={cfg.n_1d}"
-    else:
-        u, v = np.meshgrid(
-            *(np.linspace(0.0, 1.0, n) for n in cfg.shape_2d), indexing="ij"
-        )
-        x_true = np.cos(3 * u) * np.sin(2 * v) + 0.5 * (
-            (u - 0.5) ** 2 + (v - 0.5) ** 2 < 0.1
-        )
-        lam = cfg.lam_2d
-        name = f"2D {cfg.shape_2d[0]}x{cfg.shape_2d[1]}"
-    y = x_true + 0.1 * rng.normal(size=x_true.shape)
-    x_star = solve_np(y, lam)
-    # dL/dλ = (x* − x_true)ᵀ dx*/dλ with dx*/dλ = −(I + λL)⁻¹ L x*.
-    dx = -solve_np(laplacian_np(x_star), lam)
-    return Problem(
-        name=name,
-        y=jnp.asarray(y),
-        x_true=jnp.asarray(x_true),
-        lam=lam,
-        lipschitz=1.0 + 4.0 * x_true.ndim * lam,
-        x_star=x_star,
-        loss=float(0.5 * np.sum((x_star - x_true) ** 2)),
-        hypergrad=float(np.sum((x_star - x_true) * dx)),
-    )
+        return make_problem((cfg.n_1d,), cfg.lam_1d)
+    return make_problem(cfg.shape_2d, cfg.lam_2d)
 
 
 # --------------------------------------------------------------------------------------
@@ -234,6 +136,13 @@ class Method:
     solve: Callable[[Any], tuple[Any, Any]]
     mode: str = "reverse"
     stateful: Callable[[Any], tuple[Any, Any]] | None = None
+
+
+def _ax_method(name: str, problem: Problem, solver, strategy) -> Method:
+    """An assimilax row: `solver` with `strategy` (forward mode: `jax.jacfwd`)."""
+    mode = "forward" if isinstance(strategy, ax.ForwardMode) else "reverse"
+    solve = _ax_solve(problem, solver, strategy)
+    return Method(name, "assimilax", type(strategy).__name__, solve, mode=mode)
 
 
 def _ax_solve(problem, solver, strategy):
@@ -290,50 +199,27 @@ def build_methods(problem: Problem, cfg: Config) -> tuple[list[Method], dict]:
     checkpoint = math.ceil(math.sqrt(max_steps))
     terms = neumann_terms(problem, cfg.linear_rtol)
     methods = [
-        Method(
-            "GD + Unrolled",
-            "assimilax",
-            "Unrolled",
-            _ax_solve(problem, gd, ax.Unrolled()),
-        ),
-        Method(
+        _ax_method("GD + Unrolled", problem, gd, ax.Unrolled()),
+        _ax_method(
             f"GD + Unrolled(checkpoint_every={checkpoint})",
-            "assimilax",
-            "Unrolled",
-            _ax_solve(problem, gd, ax.Unrolled(checkpoint_every=checkpoint)),
+            problem,
+            gd,
+            ax.Unrolled(checkpoint_every=checkpoint),
         ),
     ]
     for k in cfg.truncation:
         if k <= max_steps:
             methods.append(
-                Method(
-                    f"GD + Truncated(k={k})",
-                    "assimilax",
-                    "Truncated",
-                    _ax_solve(problem, gd, ax.Truncated(k=k)),
-                )
+                _ax_method(f"GD + Truncated(k={k})", problem, gd, ax.Truncated(k=k))
             )
     methods += [
-        Method(
-            "GD + ForwardMode (jacfwd)",
-            "assimilax",
-            "ForwardMode",
-            _ax_solve(problem, gd, ax.ForwardMode()),
-            mode="forward",
-        ),
-        Method(
-            "GD + Implicit(CG)",
-            "assimilax",
-            "Implicit",
-            _ax_solve(problem, gd, implicit),
-        ),
-        Method(
+        _ax_method("GD + ForwardMode (jacfwd)", problem, gd, ax.ForwardMode()),
+        _ax_method("GD + Implicit(CG)", problem, gd, implicit),
+        _ax_method(
             f"GD + Implicit(Neumann({terms}))",
-            "assimilax",
-            "Implicit",
-            _ax_solve(
-                problem, gd, ax.Implicit(linear_solver=ax.Neumann(num_terms=terms))
-            ),
+            problem,
+            gd,
+            ax.Implicit(linear_solver=ax.Neumann(num_terms=terms)),
         ),
         Method(
             "GD + Implicit(CG), value_and_hypergrad",
@@ -346,12 +232,7 @@ def build_methods(problem: Problem, cfg: Config) -> tuple[list[Method], dict]:
     ]
     if problem.y.size <= cfg.fd_max_size:
         methods.append(
-            Method(
-                "GD + FiniteDifference",
-                "assimilax",
-                "FiniteDifference",
-                _ax_solve(problem, gd, ax.FiniteDifference()),
-            )
+            _ax_method("GD + FiniteDifference", problem, gd, ax.FiniteDifference())
         )
     methods += _assimilax_quasi_newton(problem, cfg, implicit, max_steps)
     methods += _optimistix_methods(problem, cfg, max_steps, cg)
@@ -403,29 +284,11 @@ def _assimilax_quasi_newton(problem, cfg, implicit, max_steps):
         print(f"(skipping assimilax LBFGS: {error})")
         return []
     rows = [
-        Method(
-            "LBFGS + Implicit(CG)",
-            "assimilax",
-            "Implicit",
-            _ax_solve(problem, lbfgs, implicit),
-        ),
-        Method(
-            "LBFGS + ForwardMode (jacfwd)",
-            "assimilax",
-            "ForwardMode",
-            _ax_solve(problem, lbfgs, ax.ForwardMode()),
-            mode="forward",
-        ),
+        _ax_method("LBFGS + Implicit(CG)", problem, lbfgs, implicit),
+        _ax_method("LBFGS + ForwardMode (jacfwd)", problem, lbfgs, ax.ForwardMode()),
     ]
     if lbfgs.reverse_differentiable:
-        rows.append(
-            Method(
-                "LBFGS + Unrolled",
-                "assimilax",
-                "Unrolled",
-                _ax_solve(problem, lbfgs, ax.Unrolled()),
-            )
-        )
+        rows.append(_ax_method("LBFGS + Unrolled", problem, lbfgs, ax.Unrolled()))
     return rows
 
 
@@ -476,7 +339,7 @@ def _optimistix_methods(problem, cfg, max_steps, cg):
 
 
 # --------------------------------------------------------------------------------------
-# Part A
+# Measuring and reporting
 
 
 def _value_and_grad_fn(problem: Problem, method: Method):
@@ -512,7 +375,7 @@ def _forward_fn(problem: Problem, method: Method):
     return forward
 
 
-def run_part_a(problem: Problem, cfg: Config) -> dict[str, Any]:
+def measure(problem: Problem, cfg: Config) -> dict[str, Any]:
     """Compile, check and time every method on `problem`."""
     methods, matched = build_methods(problem, cfg)
     lam = jnp.asarray(problem.lam)
@@ -682,9 +545,9 @@ def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def print_part_a(result: dict[str, Any]) -> None:
+def print_result(result: dict[str, Any]) -> None:
     m = result["matched"]
-    print(f"\n### Part A: {result['problem']}, λ = {result['lam']}")
+    print(f"\n### {result['problem']}, λ = {result['lam']}")
     print(
         f"\nexact dL/dλ = {result['exact_hypergrad']:.12e}; GD needs "
         f"{m['gd_steps_needed']} steps to rtol {m['inner_rtol']:g}; max_steps = "
@@ -747,150 +610,38 @@ def print_part_a(result: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Part B
-
-
-def run_part_b(cfg: Config) -> dict[str, Any]:
-    """Temporary memory of Unrolled vs Implicit as the step count grows (1D)."""
-    problem = make_problem("1d", dataclasses.replace(cfg, n_1d=cfg.memory_n))
-    lam = jnp.asarray(problem.lam)
-    lr = 1.0 / problem.lipschitz
-    cg = lx.CG(rtol=cfg.linear_rtol, atol=cfg.linear_rtol)
-    rows, calls = [], {}
-    for steps in cfg.memory_steps:
-        # rtol=0: the test never holds, every step runs; throw=False accepts that.
-        gd = ax.GradientDescent(learning_rate=lr, max_steps=steps, rtol=0.0)
-        checkpoint = math.ceil(math.sqrt(steps))
-        strategies = {
-            "Implicit(CG)": ax.Implicit(linear_solver=cg),
-            "Unrolled": ax.Unrolled(),
-            "Unrolled(checkpoint_every=√T)": ax.Unrolled(checkpoint_every=checkpoint),
-        }
-        for label, strategy in strategies.items():
-
-            def loss(lam, strategy=strategy, gd=gd):
-                sol = ax.argmin(
-                    problem.fn,
-                    problem.y,
-                    lam,
-                    solver=gd,
-                    hypergradient=strategy,
-                    throw=False,
-                )
-                return problem.outer(sol.value)
-
-            compiled = compile_ahead(jax.value_and_grad(loss), lam)
-            _, grad = compiled.call(lam)
-            key = f"{label} T={steps}"
-            calls[key] = (compiled.call, (lam,))
-            rows.append(
-                {
-                    "strategy": label,
-                    "checkpoint_every": checkpoint if "checkpoint" in label else None,
-                    "steps": steps,
-                    "temp_bytes": compiled.temp_bytes,
-                    "compile_s": compiled.compile_s,
-                    "hypergrad": float(grad),
-                    "key": key,
-                }
-            )
-    timings = interleaved_timings(calls, rounds=cfg.memory_rounds, min_round_s=0.0)
-    for row in rows:
-        row["time_s"] = timings[row.pop("key")]["median_s"]
-    return {"problem": problem.name, "rows": rows, "target": memory_target(rows, cfg)}
-
-
-def memory_target(rows: list[dict], cfg: Config) -> dict[str, Any]:
-    """`Implicit` temp memory at the largest T <= 1.1x that at the smallest T."""
-    implicit = {
-        r["steps"]: r["temp_bytes"] for r in rows if r["strategy"] == "Implicit(CG)"
-    }
-    lo, hi = implicit[min(cfg.memory_steps)], implicit[max(cfg.memory_steps)]
-    if lo is None or hi is None:
-        return {"holds": None, "reason": "backend reports no memory statistics"}
-    ratio = hi / max(lo, 1)
-    return {
-        "holds": bool(ratio <= 1.1),
-        "ratio": ratio,
-        "bytes_low": lo,
-        "bytes_high": hi,
-    }
-
-
-def print_part_b(result: dict[str, Any], cfg: Config) -> None:
-    print(
-        f"\n### Part B: temp memory vs inner steps ({result['problem']}, GD rtol=0)\n"
-    )
-    labels = list(dict.fromkeys(r["strategy"] for r in result["rows"]))
-    table = []
-    for steps in cfg.memory_steps:
-        by = {r["strategy"]: r for r in result["rows"] if r["steps"] == steps}
-        cells: list[Any] = [steps]
-        for label in labels:
-            cells += [fmt_mib(by[label]["temp_bytes"]), fmt_ms(by[label]["time_s"])]
-        table.append(cells)
-    headers = ["steps T"]
-    for label in labels:
-        headers += [f"{label} MiB", f"{label} ms"]
-    print(markdown_table(headers, table))
-    t = result["target"]
-    if t.get("holds") is None:
-        print(f"\nTarget Implicit memory flat: {t}")
-        return
-    verdict = "HOLDS" if t["holds"] else "FAILS"
-    print(
-        f"\nTarget Implicit temp memory at T={max(cfg.memory_steps)} <= 1.1x T="
-        f"{min(cfg.memory_steps)}: {verdict} (ratio {t['ratio']:.3f}, "
-        f"{fmt_mib(t['bytes_low'])} -> {fmt_mib(t['bytes_high'])} MiB)"
-    )
-
-
-# --------------------------------------------------------------------------------------
 
 
 def run(cfg: Config, out: Path | None = RESULTS_PATH, *, verbose: bool = True) -> dict:
-    """Run both parts; print tables (if `verbose`) and write JSON to `out`."""
-    payload: dict[str, Any] = {
-        "benchmark": "hypergradients",
-        "machine": machine_info(),
-        "config": dataclasses.asdict(cfg),
-        "thresholds": {
-            "accurate": ACCURATE,
-            "equal_error_factor": EQUAL_ERROR_FACTOR,
-            "error_floor": ERROR_FLOOR,
-        },
-        "part_a": [],
+    """Measure every problem; print tables (if `verbose`), write JSON to `out`."""
+    thresholds = {
+        "accurate": ACCURATE,
+        "equal_error_factor": EQUAL_ERROR_FACTOR,
+        "error_floor": ERROR_FLOOR,
     }
-    if verbose:
-        info = payload["machine"]
-        print(
-            f"## Hypergradient benchmark ({info['date']}, {info['platform']}, "
-            f"{info['cpu_usable']}/{info['cpu_count']} CPUs, jax "
-            f"{info['versions']['jax']}, {info['backend']}, float64)"
-        )
+    payload = start_payload(
+        "hypergradients", "Hypergradient benchmark", cfg, thresholds, verbose=verbose
+    )
+    payload["problems"] = []
     for kind in cfg.problems:
-        result = run_part_a(make_problem(kind, cfg), cfg)
-        payload["part_a"].append(result)
+        result = measure(_problem(kind, cfg), cfg)
+        payload["problems"].append(result)
         if verbose:
-            print_part_a(result)
-    payload["part_b"] = run_part_b(cfg)
-    if verbose:
-        print_part_b(payload["part_b"], cfg)
-    if out is not None:
-        write_json(out, payload)
-        if verbose:
-            print(f"wrote {out}", file=sys.stderr)
-    return payload
+            print_result(result)
+    return finish_payload(payload, out, verbose=verbose)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, < 3 minutes")
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS_PATH, help="JSON output path"
+    script_main(
+        argv,
+        __doc__,
+        run,
+        FULL,
+        QUICK,
+        RESULTS_PATH,
+        quick_help="small sizes, < 3 minutes",
+        output_flag="--out",
     )
-    options = parser.parse_args(argv)
-    run(QUICK if options.quick else FULL, options.out)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@
 The benchmarks (`BENCHMARKS`; adding one is one more entry):
 
 - ``hypergradients``: every hypergradient strategy against closed forms and
-  optimistix (Part A), and *memory vs inner steps* (Part B: `Unrolled`,
-  checkpointed `Unrolled` and `Implicit` compiled for 100 to 5000 inner steps,
-  XLA temporary memory and time). Part B is the memory benchmark.
+  optimistix: error, time, compile time, memory.
+- ``hypergradient_memory``: *memory vs inner steps*: `Unrolled`, checkpointed
+  `Unrolled` and `Implicit` compiled for 100 to 5000 inner steps, XLA temporary
+  memory and time.
 - ``fourdvar_cost``: `value_and_grad` of the 4DVar cost over one forward run.
 - ``heat2d_scaling``: one 4DVar solve on Heat 2D, time against grid points.
 - ``lorenz96``: cycled 3DVar/4DVar against DAPPER's numbers, and DAPPER's own
@@ -73,6 +74,11 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark(
         "hypergradients", HERE / "hypergradients.py", "--out", _plots.hypergradients
+    ),
+    Benchmark(
+        "hypergradient_memory",
+        HERE / "hypergradient_memory.py",
+        plot=_plots.hypergradient_memory,
     ),
     Benchmark("fourdvar_cost", HERE / "fourdvar_cost.py", plot=_plots.fourdvar_cost),
     Benchmark("heat2d_scaling", HERE / "heat2d_scaling.py", plot=_plots.heat2d_scaling),

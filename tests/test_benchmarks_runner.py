@@ -104,6 +104,7 @@ def test_the_suite_lists_every_benchmark(run_all):
     names = [b.name for b in run_all.BENCHMARKS]
     assert names == [
         "hypergradients",
+        "hypergradient_memory",
         "fourdvar_cost",
         "heat2d_scaling",
         "lorenz96",

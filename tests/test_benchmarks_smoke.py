@@ -1,8 +1,9 @@
-"""Smoke test of `benchmarks/hypergradients.py` on a tiny configuration (seconds).
+"""Smoke tests of `benchmarks/hypergradients.py` and
+`benchmarks/hypergradient_memory.py` on tiny configurations (seconds).
 
-It checks that the benchmark runs end to end under the test suite's strict settings
-and writes a JSON file whose numbers are finite and plausible; the real measurements
-come from running the script itself.
+They check that each benchmark runs end to end under the test suite's strict
+settings and writes a JSON file whose numbers are finite and plausible; the real
+measurements come from running the scripts themselves.
 """
 
 import json
@@ -13,6 +14,12 @@ from scripts import load_benchmark
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_machine(payload):
+    machine = payload["machine"]
+    assert machine["cpu_count"] >= 1 and machine["versions"]["jax"]
+    assert machine["date"] and machine["platform"]
 
 
 def test_hypergradient_benchmark_tiny(tmp_path):
@@ -28,21 +35,15 @@ def test_hypergradient_benchmark_tiny(tmp_path):
         truncation=(),
         problems=("1d",),
         methods=("GD + Unrolled", implicit, reference),
-        memory_n=16,
-        memory_steps=(5, 40),
-        memory_rounds=1,
     )
     out = tmp_path / "hypergradients.json"
     bench.run(cfg, out, verbose=False)
     payload = json.loads(out.read_text())
+    _check_machine(payload)
 
-    machine = payload["machine"]
-    assert machine["cpu_count"] >= 1 and machine["versions"]["jax"]
-    assert machine["date"] and machine["platform"]
-
-    (part_a,) = payload["part_a"]
-    assert _finite(part_a["exact_hypergrad"]) and part_a["exact_hypergrad"] != 0
-    rows = {row["name"]: row for row in part_a["rows"]}
+    (problem,) = payload["problems"]
+    assert _finite(problem["exact_hypergrad"]) and problem["exact_hypergrad"] != 0
+    rows = {row["name"]: row for row in problem["rows"]}
     assert set(rows) == set(cfg.methods)
     numeric = ("hypergrad", "rel_error", "time_s", "forward_time_s", "compile_s")
     for row in rows.values():
@@ -53,13 +54,22 @@ def test_hypergradient_benchmark_tiny(tmp_path):
         # hypergradient error near 1e-9 here; 1e-6 leaves room yet catches a wrong
         # closed form or a broken strategy (errors of order one).
         assert row["rel_error"] < 1e-6, row
-    assert isinstance(part_a["target"]["holds"], bool)
+    assert isinstance(problem["target"]["holds"], bool)
 
-    part_b = payload["part_b"]
-    assert all(_finite(r["time_s"]) and _finite(r["hypergrad"]) for r in part_b["rows"])
-    temp = {(r["strategy"], r["steps"]): r["temp_bytes"] for r in part_b["rows"]}
+
+def test_hypergradient_memory_benchmark_tiny(tmp_path):
+    bench = load_benchmark("hypergradient_memory")
+    cfg = bench.Config(n=16, lam=0.5, steps=(5, 40), rounds=1)
+    out = tmp_path / "hypergradient_memory.json"
+    bench.run(cfg, out, verbose=False)
+    payload = json.loads(out.read_text())
+    _check_machine(payload)
+
+    rows = payload["rows"]
+    assert all(_finite(r["time_s"]) and _finite(r["hypergrad"]) for r in rows)
+    temp = {(r["strategy"], r["steps"]): r["temp_bytes"] for r in rows}
     # Implicit runs a while loop without storing iterates: its scratch memory does
     # not depend on the step count; Unrolled stores every step and must grow.
     assert temp[("Implicit(CG)", 40)] <= 1.1 * temp[("Implicit(CG)", 5)]
     assert temp[("Unrolled", 40)] > temp[("Unrolled", 5)]
-    assert part_b["target"]["holds"] is True
+    assert payload["target"]["holds"] is True

@@ -16,7 +16,14 @@ import numpy as np
 import optax
 import pytest
 
-from assimilax import argmin, Implicit, L1, ProximalGradient, Unrolled
+from assimilax import (
+    argmin,
+    Implicit,
+    L1,
+    ProximalGradient,
+    TqdmProgress,
+    Unrolled,
+)
 from assimilax.learning import ista_iterates, LISTA, train_lista
 
 
@@ -148,7 +155,7 @@ def test_train_lista_progress_and_dtype(capsys):
         steps=5,
         batch_size=32,
         key=jr.key(1),
-        progress=True,
+        progress=TqdmProgress(),
     )
     assert net(y32[0]).dtype == jnp.float32 and losses.shape == (5,)
     assert "train_lista" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import optax
 import pytest
 import xarray as xr
 
+from assimilax import TqdmProgress
 from assimilax.learning import (
     AbstractPretrainingObjective,
     Autoencoding,
@@ -111,7 +112,7 @@ def test_progress_bar_and_history(getkey, capsys):
         batch_size=8,
         key=getkey(),
         validation_fraction=0.0,
-        progress=True,
+        progress=TqdmProgress(),
     )
     assert "pretrain_prior" in capsys.readouterr().err
     assert history.attrs["validation_samples"] == 0

@@ -26,9 +26,15 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._custom_types import Args, Scalar, ScalarLike
-from .._promotion import optax_promotion
+from .._progress import AbstractProgress, check_progress, NoProgress
 from ..priors._networks import conv_layer, follow_dtype
 from ._batches import epoch_batches
+from ._supervised import (
+    AbstractBatchLoss,
+    check_optimiser,
+    check_steps,
+    train_supervised,
+)
 
 
 class ConvLSTMCell1D(eqx.Module):
@@ -255,26 +261,22 @@ def _squared_error(x: Array, target: Array, args: Args) -> Scalar:
     return jnp.mean((x - target) ** 2)
 
 
-def _batch_loss(model, fn, loss, x0, args, targets):
-    def one(x0_i, args_i, target_i):
-        return loss(model(fn, x0_i, args_i), target_i, args_i)
+class _UnrolledLoss(AbstractBatchLoss):
+    """The batch mean of ``loss(model(fn, x0_i, args_i), target_i, args_i)``.
 
-    return jnp.mean(jax.vmap(one)(x0, args, targets))
+    `fn` and `loss` are static (hashed by identity): the same functions and
+    shapes reuse the compiled step."""
 
+    fn: Callable = eqx.field(static=True)
+    loss: Callable = eqx.field(static=True)
 
-# Module level, so that calls with the same fn, loss, optimiser and shapes reuse the
-# compiled step (functions are static, hashed by identity).
-@eqx.filter_jit
-def _train_step(model, opt_state, fn, loss, optimiser, x0, args, targets, batch):
-    take = lambda a: a[batch]  # noqa: E731
-    value, grads = eqx.filter_value_and_grad(_batch_loss)(
-        model, fn, loss, take(x0), jtu.tree_map(take, args), take(targets)
-    )
-    params = eqx.filter(model, eqx.is_inexact_array)
-    # Optax mixes Python floats and int32 counters: standard promotion for it.
-    with optax_promotion():
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-    return eqx.apply_updates(model, updates), opt_state, value
+    def __call__(self, model, data, batch):
+        x0, args, targets = jtu.tree_map(lambda a: a[batch], data)
+
+        def one(x0_i, args_i, target_i):
+            return self.loss(model(self.fn, x0_i, args_i), target_i, args_i)
+
+        return jnp.mean(jax.vmap(one)(x0, args, targets))
 
 
 def _check_training_data(x0, args, targets, batch_size, steps):
@@ -305,16 +307,13 @@ def _check_training_data(x0, args, targets, batch_size, steps):
             "train_learned_gradient_solver(batch_size=...) must be an int in "
             f"[1, {examples}] (the number of examples), got {batch_size!r}."
         )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(
-            f"train_learned_gradient_solver(steps=...) must be an int >= 1, got "
-            f"{steps!r}."
-        )
+    check_steps("train_learned_gradient_solver", steps)
     return x0, targets
 
 
-# Loose annotations on `x0` and `targets` on purpose: the checks below give messages
-# that name the argument (shapes: x0 ``(examples, n)``, targets ``(examples, ...)``).
+# Loose annotations on `x0`, `targets` and `progress` on purpose: the checks below
+# give messages that name the argument (shapes: x0 ``(examples, n)``, targets
+# ``(examples, ...)``).
 def train_learned_gradient_solver(
     model: LearnedGradientSolver,
     fn: Callable[[Float[Array, " n"], Args], Scalar],
@@ -327,7 +326,7 @@ def train_learned_gradient_solver(
     batch_size: int,
     key: PRNGKeyArray,
     loss: Callable[[Array, Array, Args], Scalar] = _squared_error,
-    progress: bool = False,
+    progress: AbstractProgress | object = NoProgress(),
 ) -> tuple[LearnedGradientSolver, np.ndarray]:
     """Train `model` by unrolling its ``K`` steps: supervised, with optax.
 
@@ -351,46 +350,33 @@ def train_learned_gradient_solver(
     - `loss`: ``loss(x_K, target_i, args_i) -> scalar``; default the mean squared
       error ``mean((x_K - target_i)²)``. Pass e.g. the error of
       ``problem.to_state(x_K)`` when the solver runs in control-variable space.
-    - `progress`: show a tqdm progress bar.
+    - `progress`: a progress meter, `NoProgress()` (default) or
+      `TqdmProgress()`.
 
     **Returns:** ``(trained_model, losses)``, `losses` the batch loss before each
     step, a NumPy array of shape ``(steps,)``.
 
-    **Raises:** `TypeError` for a `model` or `optimiser` of the wrong type;
-    `ValueError` naming `x0`, `args`, `targets`, `batch_size` or `steps`;
-    `FloatingPointError` if the loss becomes NaN or inf (lower the learning rate).
+    **Raises:** `TypeError` for a `model`, `optimiser` or `progress` of the
+    wrong type; `ValueError` naming `x0`, `args`, `targets`, `batch_size` or
+    `steps`; `FloatingPointError` if the loss becomes NaN or inf (lower the
+    learning rate).
     """
     if not isinstance(model, LearnedGradientSolver):
         raise TypeError(
             "train_learned_gradient_solver(model=...) must be a "
             f"LearnedGradientSolver, got {type(model).__name__}."
         )
-    if not isinstance(optimiser, optax.GradientTransformation):
-        raise TypeError(
-            "train_learned_gradient_solver(optimiser=...) must be an optax "
-            f"GradientTransformation, e.g. optax.adam(1e-3); got {optimiser!r}."
-        )
+    check_optimiser("train_learned_gradient_solver", optimiser)
+    check_progress("train_learned_gradient_solver", progress)
     x0, targets = _check_training_data(x0, args, targets, batch_size, steps)
-    examples = x0.shape[0]
-    batches = epoch_batches(key, examples, batch_size, steps)
-    with optax_promotion():
-        opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
-    indices = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="train_learned_gradient_solver")
-    losses = []
-    for i in indices:
-        model, opt_state, value = _train_step(
-            model, opt_state, fn, loss, optimiser, x0, args, targets, batches[i]
-        )
-        losses.append(value)
-    losses = np.asarray(jnp.stack(losses))
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise FloatingPointError(
-            f"train_learned_gradient_solver: the loss became {losses[bad[0]]} at "
-            f"step {bad[0]}; lower the optimiser's learning rate."
-        )
+    batches = epoch_batches(key, x0.shape[0], batch_size, steps)
+    model, losses, _ = train_supervised(
+        "train_learned_gradient_solver",
+        model,
+        _UnrolledLoss(fn, loss),
+        (x0, args, targets),
+        batches,
+        optimiser=optimiser,
+        progress=progress,
+    )
     return model, losses

@@ -17,9 +17,15 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import ScalarLike
-from .._promotion import optax_promotion
+from .._progress import AbstractProgress, check_progress, NoProgress
 from ..bilevel import L1, ProximalGradient
 from ._batches import epoch_batches
+from ._supervised import (
+    AbstractBatchLoss,
+    check_optimiser,
+    check_steps,
+    train_supervised,
+)
 
 
 def _soft_threshold(u: Array, threshold: Array) -> Array:
@@ -288,30 +294,19 @@ def _check_training_data(model: LISTA, observations, targets, batch_size, steps)
             f"train_lista(batch_size=...) must be an int in [1, {examples}] (the "
             f"number of examples), got {batch_size!r}."
         )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"train_lista(steps=...) must be an int >= 1, got {steps!r}.")
+    check_steps("train_lista", steps)
     return observations, targets
 
 
-def _loss(net: LISTA, y: Array, z: Array) -> Array:
-    return jnp.mean((jax.vmap(net)(y) - z) ** 2)
+class _CodeError(AbstractBatchLoss):
+    """The mean squared error of the last layer's codes on the step's batch."""
+
+    def __call__(self, net, data, batch):
+        observations, targets = data
+        return jnp.mean((jax.vmap(net)(observations[batch]) - targets[batch]) ** 2)
 
 
-# Module level, so that calls with the same optimiser object and shapes reuse the
-# compiled step (the optimiser's functions are static, hashed by identity).
-@eqx.filter_jit
-def _train_step(net, opt_state, observations, targets, batch, optimiser):
-    loss, grads = eqx.filter_value_and_grad(_loss)(
-        net, observations[batch], targets[batch]
-    )
-    params = eqx.filter(net, eqx.is_inexact_array)
-    # Optax mixes Python floats and int32 counters (Adam's bias correction):
-    # standard promotion for it, whatever the user's (strict) setting.
-    with optax_promotion():
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-    return eqx.apply_updates(net, updates), opt_state, loss
-
-
+# Loose annotation on `progress`: the check below gives a message naming it.
 def train_lista(
     model: LISTA,
     observations: Float[ArrayLike, "examples obs"],
@@ -321,7 +316,7 @@ def train_lista(
     steps: int,
     batch_size: int,
     key: PRNGKeyArray,
-    progress: bool = False,
+    progress: AbstractProgress | object = NoProgress(),
 ) -> tuple[LISTA, np.ndarray]:
     """Train `model` by unrolling: reverse mode through all its layers, with optax.
 
@@ -346,46 +341,33 @@ def train_lista(
     - `steps`: the number of optimiser steps (>= 1).
     - `batch_size`: examples per step, in ``[1, examples]``.
     - `key`: a PRNG key for the batches.
-    - `progress`: show a tqdm progress bar.
+    - `progress`: a progress meter, `NoProgress()` (default) or
+      `TqdmProgress()`.
 
     **Returns:** ``(trained_model, losses)``, with `losses` the batch loss before
     each step, a NumPy array of shape ``(steps,)``.
 
-    **Raises:** `TypeError` if `optimiser` is not an optax transformation;
-    `ValueError` naming `observations`, `targets`, `batch_size` or `steps` for bad
-    shapes or values; `FloatingPointError` if the loss becomes NaN or inf (lower
-    the learning rate).
+    **Raises:** `TypeError` if `optimiser` is not an optax transformation or
+    `progress` not a progress meter; `ValueError` naming `observations`,
+    `targets`, `batch_size` or `steps` for bad shapes or values;
+    `FloatingPointError` if the loss becomes NaN or inf (lower the learning
+    rate).
     """
     if not isinstance(model, LISTA):
         raise TypeError(f"train_lista(model=...) must be a LISTA, got {model!r}.")
-    if not isinstance(optimiser, optax.GradientTransformation):
-        raise TypeError(
-            "train_lista(optimiser=...) must be an optax GradientTransformation, "
-            f"e.g. optax.adam(1e-3); got {optimiser!r}."
-        )
+    check_optimiser("train_lista", optimiser)
+    check_progress("train_lista", progress)
     observations, targets = _check_training_data(
         model, observations, targets, batch_size, steps
     )
-    examples = observations.shape[0]
-    batches = epoch_batches(key, examples, batch_size, steps)
-    with optax_promotion():
-        opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
-    indices = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="train_lista")
-    losses = []
-    for i in indices:
-        model, opt_state, loss = _train_step(
-            model, opt_state, observations, targets, batches[i], optimiser
-        )
-        losses.append(loss)
-    losses = np.asarray(jnp.stack(losses))
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise FloatingPointError(
-            f"train_lista: the loss became {losses[bad[0]]} at step {bad[0]}; lower "
-            "the optimiser's learning rate."
-        )
+    batches = epoch_batches(key, observations.shape[0], batch_size, steps)
+    model, losses, _ = train_supervised(
+        "train_lista",
+        model,
+        _CodeError(),
+        (observations, targets),
+        batches,
+        optimiser=optimiser,
+        progress=progress,
+    )
     return model, losses

@@ -1,6 +1,7 @@
 """Pretraining of learned priors on historical states (plug-and-play)."""
 
 import abc
+import functools as ft
 import math
 from collections.abc import Callable
 
@@ -14,9 +15,15 @@ import xarray as xr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import Scalar
-from .._promotion import optax_promotion
+from .._progress import AbstractProgress, check_progress, NoProgress
 from ..io._dims import TIME
 from ..priors import Standardised
+from ._supervised import (
+    AbstractBatchLoss,
+    check_optimiser,
+    check_steps,
+    train_supervised,
+)
 
 
 SAMPLE = "sample"
@@ -149,13 +156,8 @@ def _check_options(owner, objective, optimiser, steps, batch_size, fraction, eve
             f"{owner}(objective=...) must be a pretraining objective such as "
             f"Denoising(noise_std=0.5) or Autoencoding(); got {objective!r}."
         )
-    if not isinstance(optimiser, optax.GradientTransformation):
-        raise TypeError(
-            f"{owner}(optimiser=...) must be an optax GradientTransformation, e.g. "
-            f"optax.adam(1e-3); got {optimiser!r}."
-        )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{owner}(steps=...) must be an int >= 1, got {steps!r}.")
+    check_optimiser(owner, optimiser)
+    check_steps(owner, steps)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             f"{owner}(batch_size=...) must be an int >= 1, got {batch_size!r}."
@@ -170,8 +172,33 @@ def _check_options(owner, objective, optimiser, steps, batch_size, fraction, eve
         )
 
 
-# Loose annotations on `historical`, `objective` and `optimiser`: the checks below
-# give messages that name the field.
+class _PretrainingLoss(AbstractBatchLoss):
+    """`objective` on `batch_size` training states drawn without replacement by
+    the step's key (the key also draws the objective's noise)."""
+
+    objective: AbstractPretrainingObjective
+    batch_size: int = eqx.field(static=True)
+
+    def __call__(self, net, train, key):
+        batch_key, noise_key = jr.split(key)
+        batch = jr.choice(batch_key, train.shape[0], (self.batch_size,), replace=False)
+        return self.objective.loss(net, train[batch], noise_key)
+
+
+# Module level: a fixed validation set and noise key, compiled once per objective
+# and shapes (not per call of `pretrain_prior`).
+@eqx.filter_jit
+def _validation_loss(objective, net, *, states, key):
+    return objective.loss(net, states, key)
+
+
+def _no_validation(net, *, dtype):
+    del net
+    return jnp.asarray(jnp.nan, dtype)
+
+
+# Loose annotations on `historical`, `objective`, `optimiser` and `progress`: the
+# checks below give messages that name the field.
 def pretrain_prior(
     network: Callable,
     historical: xr.DataArray | ArrayLike | object,
@@ -183,7 +210,7 @@ def pretrain_prior(
     key: PRNGKeyArray,
     validation_fraction: float = 0.1,
     validation_every: int = 1,
-    progress: bool = False,
+    progress: AbstractProgress | object = NoProgress(),
 ) -> tuple[Standardised, xr.Dataset]:
     """Train a prior's network on historical states, in standardised units.
 
@@ -217,7 +244,8 @@ def pretrain_prior(
     - `validation_fraction`: in ``[0, 1)`` (default 0.1; 0: no validation).
     - `validation_every`: evaluate the validation loss every this many steps
       (default 1; NaN in the history in between).
-    - `progress`: show a tqdm progress bar.
+    - `progress`: a progress meter, `NoProgress()` (default) or
+      `TqdmProgress()` (a bar with the batch loss).
 
     **Returns:** ``(network, history)``: the trained `Standardised` network, and
     an `xarray.Dataset` over the dim `step` (1 to `steps`) with `loss` (the
@@ -226,12 +254,13 @@ def pretrain_prior(
     last value is that of the returned network); attrs `initial_validation_loss`,
     `train_samples`, `validation_samples`, `objective`.
 
-    **Raises:** `TypeError` for a wrong `objective`, `optimiser` or `historical`
-    type; `ValueError` naming the field for `historical` without one `time` or
-    `sample` dim, with NaN/inf, or constant; for `steps < 1`, a `batch_size`
-    above the number of training states, a `validation_fraction` outside
-    ``[0, 1)`` or leaving no validation state, and a `network` that changes the
-    state's shape; `FloatingPointError` if the loss becomes NaN or inf.
+    **Raises:** `TypeError` for a wrong `objective`, `optimiser`, `progress` or
+    `historical` type; `ValueError` naming the field for `historical` without
+    one `time` or `sample` dim, with NaN/inf, or constant; for `steps < 1`, a
+    `batch_size` above the number of training states, a `validation_fraction`
+    outside ``[0, 1)`` or leaving no validation state, and a `network` that
+    changes the state's shape; `FloatingPointError` if the loss becomes NaN or
+    inf.
 
     **Cost:** `steps` forward and backward passes on `batch_size` states, plus
     one forward pass on the validation states per `validation_every` steps.
@@ -241,6 +270,7 @@ def pretrain_prior(
         owner, objective, optimiser, steps, batch_size, validation_fraction,
         validation_every,
     )  # fmt: skip
+    check_progress(owner, progress)
     data, _ = _samples(historical)
     n_valid = math.ceil(validation_fraction * data.shape[0])
     n_train = data.shape[0] - n_valid
@@ -268,70 +298,39 @@ def pretrain_prior(
     train, valid = data[:n_train], data[n_train:]
     state = jax.ShapeDtypeStruct(data.shape[1:], data.dtype)
     out = eqx.filter_eval_shape(net, state)
+    # `getattr`, not an interface: `net` is the user's own callable, and its output
+    # may be anything (a tuple, a scalar, a pytree); this check is what turns a
+    # wrong output into a message naming `network`.
     if getattr(out, "shape", None) != state.shape:
         raise ValueError(
             f"{owner}(network=...) must map a state of shape {state.shape} to the "
             f"same shape, got {getattr(out, 'shape', out)}."
         )
 
-    @eqx.filter_jit
-    def step(net, opt_state, train, step_key):
-        batch_key, noise_key = jr.split(step_key)
-        batch = jr.choice(batch_key, train.shape[0], (batch_size,), replace=False)
-        loss, grads = eqx.filter_value_and_grad(objective.loss)(
-            net, train[batch], noise_key
-        )
-        # Optax mixes Python floats with int32 step counters (``decay**count``):
-        # standard promotion while it is traced, whatever the user's setting. The
-        # weights keep their dtype (`apply_updates` casts the updates).
-        with optax_promotion():
-            updates, opt_state = optimiser.update(
-                grads, opt_state, eqx.filter(net, eqx.is_inexact_array)
-            )
-        return eqx.apply_updates(net, updates), opt_state, loss
-
-    @eqx.filter_jit
-    def validate(net, valid, valid_key):
-        return objective.loss(net, valid, valid_key)
-
     train_key, valid_key = jr.split(key)
     keys = jr.split(train_key, steps)
-    nan = jnp.asarray(jnp.nan, data.dtype)
-
-    def validation(net):
-        return validate(net, valid, valid_key) if n_valid else nan
-
-    initial = validation(net)
-    with optax_promotion():
-        opt_state = optimiser.init(eqx.filter(net, eqx.is_inexact_array))
-    indices = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc=owner)
-    losses, valid_losses = [], []
-    for i in indices:
-        net, opt_state, loss = step(net, opt_state, train, keys[i])
-        last = i + 1 == steps
-        valid_losses.append(
-            validation(net) if last or (i + 1) % validation_every == 0 else nan
-        )
-        losses.append(loss)
-        if progress and (i % 50 == 0 or last):
-            indices.set_postfix(loss=float(loss))
-    losses = np.asarray(jnp.stack(losses))
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise FloatingPointError(
-            f"{owner}: the loss became {losses[bad[0]]} at step {bad[0] + 1}; lower "
-            "the optimiser's learning rate."
-        )
+    if n_valid:
+        validate = ft.partial(_validation_loss, objective, states=valid, key=valid_key)
+    else:
+        validate = ft.partial(_no_validation, dtype=data.dtype)
+    initial = validate(net)
+    net, losses, valid_losses = train_supervised(
+        owner,
+        net,
+        _PretrainingLoss(objective, batch_size),
+        train,
+        keys,
+        optimiser=optimiser,
+        progress=progress,
+        validate=validate,
+        validate_every=validation_every,
+    )
     history = xr.Dataset(
         {
             "loss": ("step", losses, {"long_name": "training batch loss"}),
             "validation_loss": (
                 "step",
-                np.asarray(jnp.stack(valid_losses)),
+                valid_losses,
                 {"long_name": "validation loss"},
             ),
         },
