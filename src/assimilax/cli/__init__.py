@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="assimilax",
         description="Variational data assimilation inside bilevel learning.",
     )
+    # Every command's namespace holds every option (a command without one gets
+    # these defaults), so that the code reads `args.out` instead of probing.
+    parser.set_defaults(
+        out=None, dry_run=False, resume=False, distributed=False, devices=None
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -115,15 +120,15 @@ def _run_config(args: argparse.Namespace) -> int:
     from ._table import ConfigError
 
     try:
-        config = load_config(args.config, out=getattr(args, "out", None))
+        config = load_config(args.config, out=args.out)
         if args.command == "fit" and config.fit is None:
             raise ConfigError(
                 "`assimilax fit` needs a [fit] section (what to learn and how)"
             )
-        if getattr(args, "resume", False):
+        if args.resume:
             config = config.with_resume()
         experiment = prepare(config)
-        if getattr(args, "distributed", False):
+        if args.distributed:
             experiment = experiment.process_share()
         fit = None if config.fit is None else FitSetup.build(config, experiment)
         mesh = _mesh(args) if args.command == "fit" else None
@@ -187,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import jax
 
-    if getattr(args, "distributed", False):
+    if args.distributed:
         from ..learning import initialize_distributed
 
         if args.devices not in (None, "all"):

@@ -146,7 +146,15 @@ class Config:
 
     def section(self, name: str) -> Named | None:
         """The choice read from section `name` (``model``, ``background``...)."""
-        return getattr(self, name)
+        sections = {
+            "model": self.model,
+            "observations": self.observations,
+            "background": self.background,
+            "prior": self.prior,
+            "problem": self.problem,
+            "solver": self.solver,
+        }
+        return sections[name]
 
     def with_resume(self) -> "Config":
         """This config with ``[fit].resume = true`` (the ``--resume`` flag)."""

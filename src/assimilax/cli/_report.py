@@ -4,6 +4,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ._options import Named
 from ._setup import Experiment
 
@@ -39,8 +41,8 @@ def _value(value: Any) -> str:
         return f"[{shown}{', ...' if len(value) > 4 else ''}]"
     if isinstance(value, str):
         return value
-    if hasattr(value, "shape"):
-        return f"array{tuple(value.shape)}"
+    if np.ndim(value) > 0:  # a NumPy or JAX array (e.g. a learnt field)
+        return f"array{np.shape(value)}"
     return number(value)
 
 

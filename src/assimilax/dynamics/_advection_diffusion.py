@@ -47,8 +47,8 @@ class AdvectionDiffusion1D(AbstractODEDynamics):
             raise ValueError(f"{owner}(n=...) must be >= 2, got {self.n}.")
         if not self.length > 0:
             raise ValueError(f"{owner}(length=...) must be > 0, got {self.length}.")
-        for name in ("velocity", "kappa"):
-            if jnp.ndim(getattr(self, name)) != 0:
+        for name, value in (("velocity", self.velocity), ("kappa", self.kappa)):
+            if jnp.ndim(value) != 0:
                 raise ValueError(f"{owner}({name}=...) must be a scalar.")
         check_nonnegative(owner, "kappa", self.kappa)
 

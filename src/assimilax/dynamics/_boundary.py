@@ -108,11 +108,11 @@ class Dirichlet(AbstractBoundary):
     right: Float[Array, ""] = eqx.field(converter=as_float, default=0.0)
 
     def __check_init__(self):
-        for name in ("left", "right"):
-            if jnp.ndim(getattr(self, name)) != 0:
+        for name, value in (("left", self.left), ("right", self.right)):
+            if jnp.ndim(value) != 0:
                 raise ValueError(
                     f"Dirichlet({name}=...) must be a scalar, got shape "
-                    f"{jnp.shape(getattr(self, name))}."
+                    f"{jnp.shape(value)}."
                 )
 
     def grid(self, n, length):

@@ -14,8 +14,8 @@ import xarray as xr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import Scalar
+from .._dims import TIME
 from .._promotion import optax_promotion
-from ..io._dims import TIME
 from ..priors import Standardised
 
 
