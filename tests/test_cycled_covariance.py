@@ -1,6 +1,8 @@
 """Cycled 4DVar with a flow-dependent ``B`` (`FourDVarCycling(covariance=CycledB())`):
 the Kalman filter on a linear model, and a better analysis on Lorenz-96."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,3 +215,41 @@ def test_covariance_models_own_their_state():
         assert isinstance(model, AbstractBackgroundCovariance)
     assert FourDVarCycling(template).covariance == StaticB()
     assert FourDVarCycling(template).windows == SDA()
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_equal_options_compile_once():
+    # The options are Equinox modules, hashed by structure: a second cycle with
+    # equal (newly built) objects reuses the compiled scan.
+    model, _, _, observations, xb, b = _linear_problem(4, seed=2)
+
+    def run():
+        method = FourDVarCycling(
+            CovarianceBackground(jnp.zeros(3), b),
+            window=2,
+            covariance=CycledB(inflation=1.01, additive=0.02),
+            windows=SDA(),
+        )
+        return cycle(model, observations, xb, method=method, solver=SOLVER)
+
+    handler, logger = _Messages(), logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            first = run()
+            compiled = len(handler.messages)
+            second = run()
+    finally:
+        logger.removeHandler(handler)
+    scans = [m for m in handler.messages if m.startswith("Compiling jit(_run)")]
+    assert compiled > 0 and len(scans) == 1, scans
+    assert len(handler.messages) == compiled, handler.messages[compiled:]
+    np.testing.assert_array_equal(first["analysis"], second["analysis"])

@@ -51,55 +51,16 @@ def test_layers_import_no_higher_layer():
     # assimilation; the DA layer nothing of I/O or learning; I/O nothing of
     # solvers and costs; the assimilation drivers (above costs and I/O) nothing
     # of learning.
+    model = {"dynamics", "observations", "priors"}  # the DA layer's parts
+    above_model = {"costs", "io", "assimilation", "learning", "plotting"}
     rules = {
-        "bilevel": {
-            "dynamics",
-            "observations",
-            "priors",
-            "costs",
-            "io",
-            "assimilation",
-            "learning",
-            "plotting",
-        },
-        "dynamics": {
-            "observations",
-            "priors",
-            "costs",
-            "io",
-            "assimilation",
-            "learning",
-            "plotting",
-        },
-        "observations": {
-            "dynamics",
-            "priors",
-            "costs",
-            "io",
-            "assimilation",
-            "learning",
-            "plotting",
-        },
-        "priors": {
-            "dynamics",
-            "observations",
-            "costs",
-            "io",
-            "assimilation",
-            "learning",
-            "plotting",
-        },
+        "bilevel": model | above_model,
+        # The parts of the DA layer import neither each other nor what is above.
+        **{part: (model - {part}) | above_model for part in model},
         "costs": {"io", "assimilation", "learning", "plotting", "demos", "cli"},
         # Input/output only: no solver, no cost, no driver.
-        "io": {
-            "bilevel",
-            "costs",
-            "assimilation",
-            "learning",
-            "plotting",
-            "demos",
-            "cli",
-        },
+        "io": {"bilevel", "costs", "assimilation", "learning", "plotting"}
+        | {"demos", "cli"},
         "assimilation": {"learning", "plotting", "demos", "cli"},
         "learning": {"plotting", "demos", "cli"},
         "demos": {"cli"},

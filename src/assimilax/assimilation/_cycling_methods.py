@@ -86,16 +86,26 @@ class AbstractCyclingMethod(eqx.Module):
         """
 
     def _check(self, owner: str) -> None:
-        if not isinstance(self.background, AbstractBackground):
-            raise TypeError(
-                f"{owner}(background=...) must be a background term such as "
-                f"DiagonalBackground(xb, std), got {type(self.background).__name__}."
-            )
-        if not isinstance(self.control, AbstractControl):
-            raise TypeError(
-                f"{owner}(control=...) must be ControlVariable() or DirectControl(), "
-                f"got {self.control!r}."
-            )
+        check_kind(
+            owner,
+            "background",
+            self.background,
+            AbstractBackground,
+            "a background term such as DiagonalBackground(xb, std)",
+        )
+        check_kind(
+            owner,
+            "control",
+            self.control,
+            AbstractControl,
+            "ControlVariable() or DirectControl()",
+        )
+
+
+def check_kind(owner: str, field: str, value, kind: type, examples: str) -> None:
+    """Raise a `TypeError` naming `owner(field=...)` unless `value` is a `kind`."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{owner}({field}=...) must be {examples}; got {value!r}.")
 
 
 class ThreeDVarCycling(AbstractCyclingMethod):

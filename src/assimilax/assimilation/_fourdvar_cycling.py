@@ -8,7 +8,12 @@ from ..costs import AbstractControl, ControlVariable, StrongConstraint4DVar
 from ..priors import AbstractBackground
 from ._assimilate import cost
 from ._covariances import AbstractBackgroundCovariance, StaticB
-from ._cycling_methods import AbstractCyclingMethod, static_grid, WindowAnalysis
+from ._cycling_methods import (
+    AbstractCyclingMethod,
+    check_kind,
+    static_grid,
+    WindowAnalysis,
+)
 from ._windows import AbstractWindowScheme, SDA
 
 
@@ -88,16 +93,20 @@ class FourDVarCycling(AbstractCyclingMethod):
                 f"{owner}(shift=...) must be an int in [1, window={self.window}], "
                 f"got {self.shift!r}."
             )
-        if not isinstance(self.windows, AbstractWindowScheme):
-            raise TypeError(
-                f"{owner}(windows=...) must be a window scheme, SDA() or MDA(); "
-                f"got {self.windows!r}."
-            )
-        if not isinstance(self.covariance, AbstractBackgroundCovariance):
-            raise TypeError(
-                f"{owner}(covariance=...) must be a background covariance model, "
-                f"StaticB() or CycledB(...); got {self.covariance!r}."
-            )
+        check_kind(
+            owner,
+            "windows",
+            self.windows,
+            AbstractWindowScheme,
+            "a window scheme, SDA() or MDA()",
+        )
+        check_kind(
+            owner,
+            "covariance",
+            self.covariance,
+            AbstractBackgroundCovariance,
+            "a background covariance model, StaticB() or CycledB(...)",
+        )
         self.windows.check(owner, self.window, self.shift)
         self.covariance.check(
             owner, self.background, self.windows, self.window, self.shift
