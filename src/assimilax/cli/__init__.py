@@ -29,17 +29,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="assimilax",
         description="Variational data assimilation inside bilevel learning.",
     )
-    # Every command's namespace holds every option (a command without one gets
-    # these defaults), so that the code reads `args.out` instead of probing.
-    parser.set_defaults(
-        out=None, dry_run=False, resume=False, distributed=False, devices=None
-    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
         help="run a demo on embedded defaults",
         description="Run a demo: prints a summary, writes netCDF and PNG files.",
     )
+    # Every command's namespace has the same attributes (no probing later).
+    demo.set_defaults(resume=False, distributed=False, devices=None)
     demo.add_argument("name", choices=sorted(DEMOS), help="which demo")
     demo.add_argument("--out", default="assimilax-output", help="output folder")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
@@ -56,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
             description=text + ".",
             epilog="The config file's schema, with examples: docs/cli.md.",
         )
+        command.set_defaults(out=None, resume=False, distributed=False, devices=None)
         command.add_argument("config", help="the experiment, a TOML file")
         if name == "check":
             continue

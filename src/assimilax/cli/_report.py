@@ -4,8 +4,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ._options import Named
 from ._setup import Experiment
 
@@ -41,8 +39,10 @@ def _value(value: Any) -> str:
         return f"[{shown}{', ...' if len(value) > 4 else ''}]"
     if isinstance(value, str):
         return value
-    if np.ndim(value) > 0:  # a NumPy or JAX array (e.g. a learnt field)
-        return f"array{np.shape(value)}"
+    # A config value as read from TOML or a data file: numbers, strings, lists,
+    # or any array type (NumPy, JAX): duck-typed data, so ask for a shape.
+    if hasattr(value, "shape"):
+        return f"array{tuple(value.shape)}"
     return number(value)
 
 
