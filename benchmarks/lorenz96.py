@@ -28,7 +28,7 @@ by ``L`` (MDA), with two choices of ``B``:
   scale the final ``B`` by 0.6, 0.8 or 1 (whichever does best on the training
   twin), then cycle the test twin with it. The test twin is used once.
 
-- *cycled*: a flow-dependent ``B`` (``FourDVarCycling(covariance="cycled")``,
+- *cycled*: a flow-dependent ``B`` (``FourDVarCycling(covariance=CycledB())``,
   SDA): each window's analysis error covariance (its inverse Gauss-Newton
   Hessian), propagated by the tangent-linear model to the next window start,
   times an inflation, plus a small multiple of the first window's ``B``. That
@@ -69,14 +69,17 @@ import xarray as xr
 jax.config.update("jax_enable_x64", True)
 
 import assimilax as ax  # noqa: E402
-from assimilax.dynamics import Lorenz96  # noqa: E402
-from assimilax.io import (  # noqa: E402
+from assimilax.assimilation import (  # noqa: E402
     background_error_covariance,
     cycle,
+    CycledB,
     FourDVarCycling,
+    MDA,
+    SDA,
     ThreeDVarCycling,
-    twin_experiment,
 )
+from assimilax.dynamics import Lorenz96  # noqa: E402
+from assimilax.io import twin_experiment  # noqa: E402
 from assimilax.observations import Identity, ScalarNoise  # noqa: E402
 from assimilax.priors import CovarianceBackground  # noqa: E402
 
@@ -119,6 +122,8 @@ def make_twin(num_obs: int, every: int, seed: int) -> Twin:
 
 
 def make_method(kind: str, lag: int, covariance: np.ndarray, settings=None):
+    """The method of a table row: `kind` is the row's label in the report
+    (``"3dvar"``, ``"sda"``, ``"mda"``, ``"cycled"``), mapped to objects here."""
     background = CovarianceBackground(jnp.zeros(N), covariance)
     if kind == "3dvar":
         return ThreeDVarCycling(background)
@@ -128,11 +133,10 @@ def make_method(kind: str, lag: int, covariance: np.ndarray, settings=None):
             background,
             window=lag,
             shift=1,
-            covariance="cycled",
-            inflation=inflation,
-            additive=additive,
+            covariance=CycledB(inflation=inflation, additive=additive),
         )
-    return FourDVarCycling(background, window=lag, shift=1, mda=kind == "mda")
+    windows = {"sda": SDA(), "mda": MDA()}[kind]
+    return FourDVarCycling(background, window=lag, shift=1, windows=windows)
 
 
 def run(twin: Twin, method) -> tuple[xr.Dataset, dict]:

@@ -23,13 +23,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import assimilax as ax  # noqa: E402
+from assimilax.assimilation import assimilate  # noqa: E402
 from assimilax.costs import ControlVariable, StrongConstraint4DVar  # noqa: E402
 from assimilax.dynamics import Heat2D  # noqa: E402
-from assimilax.io import (  # noqa: E402
-    assimilate,
-    observations_from_dataset,
-    twin_experiment,
-)
+from assimilax.io import observations_from_dataset, twin_experiment  # noqa: E402
 from assimilax.observations import Mask, ScalarNoise  # noqa: E402
 from assimilax.plotting import snapshot  # noqa: E402
 from assimilax.priors import DiffusionBackground  # noqa: E402

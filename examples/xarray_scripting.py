@@ -27,15 +27,17 @@ import optax  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import assimilax as ax  # noqa: E402
-from assimilax.costs import ControlVariable, StrongConstraint4DVar  # noqa: E402
-from assimilax.dynamics import Heat1D, Lorenz96  # noqa: E402
-from assimilax.io import (  # noqa: E402
+from assimilax.assimilation import (  # noqa: E402
     analysis_rmse,
     assimilate,
     cycle,
+    ThreeDVarCycling,
+)
+from assimilax.costs import ControlVariable, StrongConstraint4DVar  # noqa: E402
+from assimilax.dynamics import Heat1D, Lorenz96  # noqa: E402
+from assimilax.io import (  # noqa: E402
     observations_from_dataset,
     observations_to_dataset,
-    ThreeDVarCycling,
     twin_experiment,
 )
 from assimilax.learning import fit  # noqa: E402

@@ -7,15 +7,16 @@ import pytest
 import xarray as xr
 
 import assimilax as ax
-from assimilax.costs import ControlVariable, StrongConstraint4DVar, ThreeDVar
-from assimilax.dynamics import Heat1D
-from assimilax.io import (
-    analysis_rmse,
-    assimilate,
-    observations_from_dataset,
-    twin_experiment,
+from assimilax.assimilation import analysis_rmse, assimilate
+from assimilax.costs import (
+    ControlVariable,
+    StrongConstraint4DVar,
+    ThreeDVar,
+    WeakConstraint4DVar,
 )
-from assimilax.observations import Identity, ScalarNoise, Stations
+from assimilax.dynamics import Heat1D
+from assimilax.io import observations_from_dataset, twin_experiment
+from assimilax.observations import AbstractNoise, Identity, ScalarNoise, Stations
 from assimilax.priors import DiagonalBackground, DiffusionBackground
 
 
@@ -69,6 +70,15 @@ def test_twin_experiment_errors():
             observe_every=0,
         )
 
+    class WeightsOnly(AbstractNoise):
+        def whiten(self, residual):
+            return residual
+
+    with pytest.raises(NotImplementedError, match="WeightsOnly cannot draw noise"):
+        twin_experiment(
+            model, truth0, jnp.arange(3.0), operator, WeightsOnly(), jax.random.key(0)
+        )
+
 
 def test_heat_4dvar_recovers_initial_state_below_noise():
     # Issue acceptance: Heat 1D, n=128, 1/4 of the points observed every 5 steps
@@ -110,3 +120,27 @@ def test_assimilate_threedvar_single_time():
     # B = R = I: the analysis is the average of background and observation.
     np.testing.assert_allclose(out["analysis"].isel(time=0), y / 2, atol=1e-9)
     assert out["analysis"].sizes["time"] == 1
+
+
+def test_assimilate_weak_constraint_reports_its_trajectory():
+    # The driver asks the problem for its states and times: a weak-constraint
+    # problem gives its control trajectory on its grid.
+    model, truth0, operator, noise, ds, grid = _heat_twin()
+    obs = observations_from_dataset(ds, operator=operator, noise=noise)
+    xb = truth0 + jnp.asarray(0.3 * np.sin(4 * np.pi * grid + 1.0))
+    background = DiffusionBackground(xb, std=0.3, length_scale=8.0)
+    problem = WeakConstraint4DVar(model, obs, background, 1e-2, t0=0.0)
+    out = assimilate(problem, solver=ax.LBFGS(rtol=1e-6, max_steps=2000))
+    states, times = problem.states_and_times(problem.first_guess())
+    # The analysis is on the problem's grid: here every time of the Dataset (the
+    # unobserved ones are masked, not dropped), a state per time.
+    analysed = out.dropna("time", how="all", subset=["analysis"])
+    assert analysed.sizes["time"] == 21 and states.shape == (21, N)
+    np.testing.assert_allclose(times, analysed["time"].values)
+    np.testing.assert_allclose(analysed["background"].values, states, rtol=1e-12)
+    assert out.attrs["converged"] == 1
+    assert list(out["term"].values) == ["background", "model_error", "observations"]
+    # The analysis fits the truth better than the background forecast does.
+    truth = ds["truth"].sel(time=analysed["time"]).values
+    error = np.sqrt(np.mean((analysed["analysis"].values - truth) ** 2))
+    assert error < 0.5 * np.sqrt(np.mean((states - truth) ** 2)), error

@@ -369,6 +369,42 @@ def test_components_names():
     assert "model_error" in weak.components(weak.first_guess())
 
 
+def test_states_and_times_threedvar():
+    # 3DVar: one state (the analysis of the control) at the first observation
+    # time, whatever the control transform.
+    problem = _problem("3dvar-cv")
+    v = jnp.linspace(-1.0, 1.0, N)
+    states, times = problem.states_and_times(v)
+    assert states.shape == (1, N) and times.shape == (1,)
+    np.testing.assert_allclose(states[0], problem.to_state(v), rtol=1e-14)
+    np.testing.assert_allclose(times, [0.0])
+
+
+def test_states_and_times_strong_4dvar():
+    # Strong constraint: the model trajectory from the initial state on the
+    # window's grid (t0 = -0.1, then the observation times).
+    s = _setup()
+    problem = _problem("strong")
+    x0 = jnp.asarray(s["xb"]) + 0.1
+    states, times = problem.states_and_times(x0)
+    np.testing.assert_allclose(times, np.concatenate([[-0.1], TIMES]), rtol=1e-14)
+    assert states.shape == (len(TIMES) + 1, N)
+    for state, t in zip(states, times):
+        expected = scipy.linalg.expm(s["A"] * (float(t) + 0.1)) @ np.asarray(x0)
+        np.testing.assert_allclose(state, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_states_and_times_weak_4dvar():
+    # Weak constraint: the control trajectory itself (x_0 transformed by the
+    # control variable), on the window's grid.
+    problem = _problem("weak")
+    control = jnp.arange(len(TIMES) * N, dtype=float).reshape(len(TIMES), N) / 10
+    states, times = problem.states_and_times(control)
+    np.testing.assert_allclose(times, TIMES, rtol=1e-14)
+    np.testing.assert_allclose(states, problem.to_state(control), rtol=1e-14)
+    np.testing.assert_allclose(states[1:], control[1:], rtol=1e-14)
+
+
 # Hypergradients --------------------------------------------------------------------
 
 

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import assimilax as ax
+from assimilax.assimilation import background_error_covariance
 from assimilax.costs import ThreeDVar
-from assimilax.io import background_error_covariance
 from assimilax.observations import Identity, Observations, ScalarNoise
 from assimilax.priors import CovarianceBackground
 

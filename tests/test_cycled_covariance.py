@@ -1,5 +1,7 @@
-"""Cycled 4DVar with a flow-dependent ``B`` (`FourDVarCycling(covariance="cycled")`):
+"""Cycled 4DVar with a flow-dependent ``B`` (`FourDVarCycling(covariance=CycledB())`):
 the Kalman filter on a linear model, and a better analysis on Lorenz-96."""
+
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +9,17 @@ import numpy as np
 import pytest
 
 import assimilax as ax
+from assimilax.assimilation import (
+    AbstractBackgroundCovariance,
+    cycle,
+    CycledB,
+    FourDVarCycling,
+    MDA,
+    SDA,
+    StaticB,
+)
 from assimilax.dynamics import DiscreteDynamics, Lorenz96
-from assimilax.io import cycle, FourDVarCycling, twin_experiment
+from assimilax.io import twin_experiment
 from assimilax.observations import Identity, Linear, Observations, ScalarNoise
 from assimilax.priors import CovarianceBackground, DiagonalBackground
 
@@ -63,9 +74,7 @@ def test_window_of_one_interval_is_the_kalman_filter(inflation, additive):
     method = FourDVarCycling(
         CovarianceBackground(jnp.zeros(3), b),
         window=1,
-        covariance="cycled",
-        inflation=inflation,
-        additive=additive,
+        covariance=CycledB(inflation=inflation, additive=additive),
     )
     out = cycle(model, observations, xb, method=method, solver=SOLVER)
     means, starts = _kalman_filter(
@@ -86,8 +95,7 @@ def test_longer_windows_give_the_kalman_filter_at_their_ends():
         DiagonalBackground(jnp.zeros(3), 1.5),
         window=3,
         shift=1,
-        covariance="cycled",
-        additive=0.0,
+        covariance=CycledB(additive=0.0),
     )
     out = cycle(model, observations, xb, method=method, solver=SOLVER)
     means, _ = _kalman_filter(
@@ -136,7 +144,7 @@ def test_cycled_b_beats_the_static_b_on_lorenz96():
     kwargs = dict(solver=ax.LBFGS(rtol=1e-8), noise=ScalarNoise(1.0), burn_in=5.0)
     static = FourDVarCycling(background, window=2, shift=1)
     cycled = FourDVarCycling(
-        background, window=2, shift=1, covariance="cycled", additive=1e-3
+        background, window=2, shift=1, covariance=CycledB(additive=1e-3)
     )
     out_static = cycle(model, ds, first_guess, method=static, **kwargs)
     out_cycled = cycle(model, ds, first_guess, method=cycled, **kwargs)
@@ -158,18 +166,90 @@ def test_cycled_b_beats_the_static_b_on_lorenz96():
 
 def test_cycled_covariance_errors():
     background = DiagonalBackground(jnp.zeros(4), 1.0)
-    # Under the test suite's jaxtyping hook the annotation is checked first (a
-    # TypeError); without it, the ValueError. Both name the argument.
-    with pytest.raises((TypeError, ValueError), match="covariance"):
-        FourDVarCycling(background, covariance="flow")
-    for name in ("inflation", "additive"):
-        with pytest.raises(ValueError, match=f"{name}=.*only to a cycled B"):
-            FourDVarCycling(background, **{name: 1.0})
-    with pytest.raises(ValueError, match="needs single data assimilation"):
-        FourDVarCycling(background, window=2, mda=True, covariance="cycled")
-    with pytest.raises(ValueError, match="needs a 1-D state"):
-        FourDVarCycling(DiagonalBackground(jnp.zeros((2, 2)), 1.0), covariance="cycled")
-    with pytest.raises(ValueError, match="inflation=.*> 0"):
-        FourDVarCycling(background, covariance="cycled", inflation=0.0)
-    with pytest.raises(ValueError, match="additive=.*>= 0"):
-        FourDVarCycling(background, covariance="cycled", additive=-1.0)
+    # Under the test suite's jaxtyping hook the annotation is checked first; both
+    # messages name the argument.
+    with pytest.raises(TypeError, match="covariance"):
+        FourDVarCycling(background, covariance="cycled")
+    with pytest.raises(
+        ValueError, match=r"covariance=CycledB\(...\), windows=MDA\(\)\): a cycled B"
+    ):
+        FourDVarCycling(
+            background, window=2, shift=1, windows=MDA(), covariance=CycledB()
+        )
+    with pytest.raises(ValueError, match=r"covariance=CycledB\(...\)\) needs a 1-D"):
+        FourDVarCycling(
+            DiagonalBackground(jnp.zeros((2, 2)), 1.0), covariance=CycledB()
+        )
+    with pytest.raises(ValueError, match=r"CycledB\(inflation=...\) must be .* > 0"):
+        CycledB(inflation=0.0)
+    with pytest.raises(ValueError, match=r"CycledB\(additive=...\) must be .* >= 0"):
+        CycledB(additive=-1.0)
+    # Under the jaxtyping hook the annotation is checked first; both messages
+    # name the field.
+    with pytest.raises(TypeError, match="inflation"):
+        CycledB(inflation="1")
+    with pytest.raises(TypeError, match="additive"):
+        CycledB(additive=None)
+    # MDA with shift == window inflates nothing: it is SDA, and a cycled B suits.
+    same = FourDVarCycling(background, window=2, windows=MDA(), covariance=CycledB())
+    assert same.assimilated == 2
+
+
+def test_covariance_models_own_their_state():
+    # The static model carries nothing and keeps the template's B; the cycled one
+    # carries the dense B and builds the window's background from it.
+    template = DiagonalBackground(jnp.zeros(3), jnp.array([1.0, 2.0, 3.0]))
+    xb = jnp.array([0.5, -0.5, 1.0])
+    assert StaticB().init(template) is None and StaticB().spread(None) is None
+    static = StaticB().background(template, xb, None)
+    assert isinstance(static, DiagonalBackground)
+    np.testing.assert_allclose(static.xb, xb)
+    np.testing.assert_allclose(static.std, template.std)
+    state = CycledB().init(template)
+    np.testing.assert_allclose(state, np.diag([1.0, 4.0, 9.0]), atol=1e-12)
+    np.testing.assert_allclose(CycledB().spread(state), np.sqrt(14.0 / 3.0))
+    cycled = CycledB().background(template, xb, state)
+    np.testing.assert_allclose(cycled.covariance_matrix, state, atol=1e-12)
+    np.testing.assert_allclose(cycled.xb, xb)
+    for model in (StaticB(), CycledB(1.1, 0.0)):
+        assert isinstance(model, AbstractBackgroundCovariance)
+    assert FourDVarCycling(template).covariance == StaticB()
+    assert FourDVarCycling(template).windows == SDA()
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_equal_options_compile_once():
+    # The options are Equinox modules, hashed by structure: a second cycle with
+    # equal (newly built) objects reuses the compiled scan.
+    model, _, _, observations, xb, b = _linear_problem(4, seed=2)
+
+    def run():
+        method = FourDVarCycling(
+            CovarianceBackground(jnp.zeros(3), b),
+            window=2,
+            covariance=CycledB(inflation=1.01, additive=0.02),
+            windows=SDA(),
+        )
+        return cycle(model, observations, xb, method=method, solver=SOLVER)
+
+    handler, logger = _Messages(), logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            first = run()
+            compiled = len(handler.messages)
+            second = run()
+    finally:
+        logger.removeHandler(handler)
+    scans = [m for m in handler.messages if m.startswith("Compiling jit(_run)")]
+    assert compiled > 0 and len(scans) == 1, scans
+    assert len(handler.messages) == compiled, handler.messages[compiled:]
+    np.testing.assert_array_equal(first["analysis"], second["analysis"])

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 
 import assimilax as ax
-from assimilax.dynamics import DiscreteDynamics, Lorenz96
-from assimilax.io import (
+from assimilax.assimilation import (
     cycle,
     cycling_statistics,
     FourDVarCycling,
+    MDA,
+    SDA,
     ThreeDVarCycling,
-    twin_experiment,
 )
+from assimilax.dynamics import DiscreteDynamics, Lorenz96
+from assimilax.io import twin_experiment
 from assimilax.observations import Identity, Observations, ScalarNoise
 from assimilax.priors import DiagonalBackground
 
@@ -119,14 +121,46 @@ def test_statistics_match_numpy():
     )
 
 
+class _Bar:
+    def __init__(self, log):
+        self.log = log
+
+    def update(self, n=1, **postfix):
+        self.log.append(("update", n))
+
+    def close(self):
+        self.log.append(("close",))
+
+
+class _Recording(ax.AbstractProgress):
+    """A meter that records what `cycle` tells it."""
+
+    log: list
+
+    def open(self, *, total, initial=0, desc):
+        self.log.append(("open", total, desc))
+        return _Bar(self.log)
+
+
 def test_progress_chunks_match_one_scan():
     model, ds, first_guess = _twin(1, num_obs=7)
     method = ThreeDVarCycling(DiagonalBackground(jnp.zeros(N), 0.6))
     kwargs = dict(method=method, solver=SOLVER, noise=ScalarNoise(NOISE))
     whole = cycle(model, ds, first_guess, **kwargs)
-    chunked = cycle(model, ds, first_guess, progress=True, chunk=3, **kwargs)
+    log = []
+    chunked = cycle(model, ds, first_guess, progress=_Recording(log), chunk=3, **kwargs)
     np.testing.assert_allclose(chunked["analysis"], whole["analysis"], rtol=1e-12)
     assert chunked.sizes["window"] == whole.sizes["window"] == 8
+    # 8 windows in chunks of 3: three updates, the last chunk padded.
+    assert log == [("open", 3, "cycle")] + [("update", 1)] * 3 + [("close",)]
+    # Without `chunk`, a meter gets its preferred number of updates (at most).
+    log.clear()
+    cycle(model, ds, first_guess, progress=_Recording(log), **kwargs)
+    assert log[0] == ("open", 8, "cycle")  # 20 wanted, 8 windows
+    assert ax.NoProgress().preferred_updates == 1
+    assert ax.TqdmProgress().preferred_updates == 20
+    out = cycle(model, ds, first_guess, progress=ax.TqdmProgress(), chunk=4, **kwargs)
+    np.testing.assert_allclose(out["analysis"], whole["analysis"], rtol=1e-12)
 
 
 def test_cycling_errors():
@@ -138,6 +172,10 @@ def test_cycling_errors():
     # messages name the argument.
     with pytest.raises(TypeError, match="method"):
         cycle(model, ds, first_guess, method="3dvar", **kwargs)
+    with pytest.raises(TypeError, match="progress"):
+        cycle(model, ds, first_guess, method=method, progress=True, **kwargs)
+    with pytest.raises(ValueError, match="chunk=...\\) must be an int >= 1"):
+        cycle(model, ds, first_guess, method=method, chunk=0, **kwargs)
     with pytest.raises(ValueError, match="needs `noise=`"):
         cycle(model, ds, first_guess, method=method, solver=SOLVER)
     with pytest.raises(ValueError, match="x_first_guess=...\\) has shape"):
@@ -193,7 +231,7 @@ def test_mda_window_matches_closed_form():
     model, m, observations, xb = _linear_twin(2)
     std, r = 1.3, 0.7**2 * 2
     method = FourDVarCycling(
-        DiagonalBackground(jnp.zeros(3), std), window=2, shift=1, mda=True
+        DiagonalBackground(jnp.zeros(3), std), window=2, shift=1, windows=MDA()
     )
     out = cycle(model, observations, xb, method=method, solver=SOLVER)
     propagators = [m, m @ m]
@@ -213,7 +251,7 @@ def test_mda_cycles_its_smoothed_state():
     # interval in (at t = 1), which is M x0 of the first window.
     model, m, observations, xb = _linear_twin(3)
     background = DiagonalBackground(jnp.zeros(3), 1.3)
-    mda = FourDVarCycling(background, window=2, shift=1, mda=True)
+    mda = FourDVarCycling(background, window=2, shift=1, windows=MDA())
     out = cycle(model, observations, xb, method=mda, solver=SOLVER)
     first = cycle(model, _first_two(observations), xb, method=mda, solver=SOLVER)
     x_end = first["analysis"].values[0]  # M² x0 at t = 2
@@ -222,8 +260,8 @@ def test_mda_cycles_its_smoothed_state():
     )
     np.testing.assert_allclose(out["window_start"].values, [0.0, 1.0])
     # With window == shift, MDA and SDA are the same method.
-    sda = FourDVarCycling(background, window=1)
-    same = FourDVarCycling(background, window=1, mda=True)
+    sda = FourDVarCycling(background, window=1, windows=SDA())
+    same = FourDVarCycling(background, window=1, windows=MDA())
     a = cycle(model, observations, xb, method=sda, solver=SOLVER)["analysis"]
     b = cycle(model, observations, xb, method=same, solver=SOLVER)["analysis"]
     np.testing.assert_allclose(a, b, rtol=1e-12)
@@ -242,8 +280,28 @@ def _first_two(observations):
 def test_mda_errors():
     background = DiagonalBackground(jnp.zeros(N), 0.6)
     with pytest.raises(ValueError, match="shift=2 must divide window=3"):
-        FourDVarCycling(background, window=3, shift=2, mda=True)
+        FourDVarCycling(background, window=3, shift=2, windows=MDA())
     # The jaxtyping hook of the test suite checks the annotation first; both
     # messages name the argument.
-    with pytest.raises(TypeError, match="mda"):
-        FourDVarCycling(background, window=2, mda="yes")
+    with pytest.raises(TypeError, match="windows"):
+        FourDVarCycling(background, window=2, windows="mda")
+    with pytest.raises(TypeError, match="windows"):
+        FourDVarCycling(background, window=2, windows=True)
+
+
+def test_window_schemes_own_their_weights():
+    # SDA: the last `shift` times at full weight; MDA: all `window` times, R
+    # inflated by window / shift (its whitened residual is 1/sqrt(4) smaller).
+    assert SDA().assimilated(4, 1) == 1 and SDA().r_inflation(4, 1) == 1.0
+    assert MDA().assimilated(4, 1) == 4 and MDA().r_inflation(4, 2) == 2.0
+    assert FourDVarCycling(DiagonalBackground(jnp.zeros(3), 1.0)).windows == SDA()
+    _, _, observations, _ = _linear_twin(2)
+    inflated = MDA().observations(observations, 4, 1)
+    residual = jnp.ones(3)
+    np.testing.assert_allclose(
+        inflated.noise.whiten(residual), observations.noise.whiten(residual) / 2.0
+    )
+    assert SDA().observations(observations, 4, 1) is observations
+    samples = inflated.noise.sample(jax.random.key(0), (20000, 3), jnp.float64)
+    # 0.7 * sqrt(4) = 1.4; the sample std of 60000 draws is within 1%.
+    np.testing.assert_allclose(samples.std(), 1.4, rtol=1e-2)

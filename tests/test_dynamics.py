@@ -595,3 +595,15 @@ def test_custom_dynamics_errors():
         jax.jit(lambda x, t: model.integrate(x, t))(jnp.zeros(2), jnp.array([0.0, 0.1]))
     with pytest.raises(TypeError, match=r"DiscreteDynamics has no vector field"):
         model.vector_field(0.0, jnp.zeros(2))
+
+
+def test_grid_of_field_models_and_none_otherwise():
+    # Models on a spatial grid give their coordinates (for xarray coords); the
+    # others say they have none, so callers ask instead of probing.
+    assert Heat1D(n=4, length=2.0).grid[0].tolist() == [0.0, 0.5, 1.0, 1.5]
+    x, y = Heat2D(shape=(3, 2), boundary=Dirichlet()).grid
+    np.testing.assert_allclose(x, [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(y, [1 / 3, 2 / 3])
+    np.testing.assert_allclose(AdvectionDiffusion1D(n=4).grid[0], [0, 0.25, 0.5, 0.75])
+    for model in (Lorenz63(), Lorenz96(n=8), DiscreteDynamics(lambda x, p: x, dt=1.0)):
+        assert model.grid is None

@@ -19,6 +19,7 @@ SUBPACKAGES = (
     "priors",
     "costs",
     "io",
+    "assimilation",
     "learning",
     "plotting",
 )
@@ -47,22 +48,20 @@ def test_every_public_name_is_documented():
 
 def test_layers_import_no_higher_layer():
     # Lower layers never import higher ones: the engine knows nothing of data
-    # assimilation; the DA layer nothing of I/O or learning.
+    # assimilation; the DA layer nothing of I/O or learning; I/O nothing of
+    # solvers and costs; the assimilation drivers (above costs and I/O) nothing
+    # of learning.
+    model = {"dynamics", "observations", "priors"}  # the DA layer's parts
+    above_model = {"costs", "io", "assimilation", "learning", "plotting"}
     rules = {
-        "bilevel": {
-            "dynamics",
-            "observations",
-            "priors",
-            "costs",
-            "learning",
-            "io",
-            "plotting",
-        },
-        "dynamics": {"observations", "priors", "costs", "learning", "io", "plotting"},
-        "observations": {"dynamics", "priors", "costs", "learning", "io", "plotting"},
-        "priors": {"dynamics", "observations", "costs", "learning", "io", "plotting"},
-        "costs": {"learning", "io", "plotting", "demos", "cli"},
-        "io": {"learning", "plotting", "demos", "cli"},
+        "bilevel": model | above_model,
+        # The parts of the DA layer import neither each other nor what is above.
+        **{part: (model - {part}) | above_model for part in model},
+        "costs": {"io", "assimilation", "learning", "plotting", "demos", "cli"},
+        # Input/output only: no solver, no cost, no driver.
+        "io": {"bilevel", "costs", "assimilation", "learning", "plotting"}
+        | {"demos", "cli"},
+        "assimilation": {"learning", "plotting", "demos", "cli"},
         "learning": {"plotting", "demos", "cli"},
         "demos": {"cli"},
     }

@@ -179,7 +179,9 @@ def test_the_walk_covers_the_api():
         "assimilax.Implicit",
         "assimilax.AbstractInnerSolver.step",
         "assimilax.dynamics.Heat1D.vector_field",
-        "assimilax.io.assimilate",
+        "assimilax.assimilate",
+        "assimilax.CycledB.update",
+        "assimilax.assimilation.cycling_statistics",
         "assimilax.learning.fit",
         "assimilax.plotting.hovmoller",
     ):

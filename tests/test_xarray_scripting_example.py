@@ -13,7 +13,7 @@ from scripts import EXAMPLES, load_example, ROOT
 
 pytest.importorskip("matplotlib")
 
-from assimilax.io import analysis_rmse  # noqa: E402
+from assimilax.assimilation import analysis_rmse  # noqa: E402
 
 
 SCRIPT = EXAMPLES / "xarray_scripting.py"

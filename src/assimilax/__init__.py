@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from . import (
+    assimilation as assimilation,
     bilevel as bilevel,
     costs as costs,
     dynamics as dynamics,
@@ -18,6 +19,18 @@ from ._progress import (
     TqdmProgress as TqdmProgress,
 )
 from ._results import RESULTS as RESULTS
+from .assimilation import (
+    AbstractBackgroundCovariance as AbstractBackgroundCovariance,
+    AbstractWindowScheme as AbstractWindowScheme,
+    assimilate as assimilate,
+    cycle as cycle,
+    CycledB as CycledB,
+    FourDVarCycling as FourDVarCycling,
+    MDA as MDA,
+    SDA as SDA,
+    StaticB as StaticB,
+    ThreeDVarCycling as ThreeDVarCycling,
+)
 from .bilevel import (
     AbstractHVP as AbstractHVP,
     AbstractHypergradient as AbstractHypergradient,

@@ -33,6 +33,14 @@ class AbstractProgress(eqx.Module):
     def open(self, *, total: int, initial: int = 0, desc: str) -> AbstractProgressBar:
         """A meter for `total` steps, `initial` of them already done."""
 
+    @property
+    def preferred_updates(self) -> int:
+        """How many updates this meter would like from a loop that may split its
+        work at will (`cycle` runs its windows in that many compiled chunks when
+        not told a `chunk`): 20 by default, 1 for `NoProgress` (nothing to show,
+        so no reason to split)."""
+        return 20
+
 
 class _Silent(AbstractProgressBar):
     def update(self, n: int = 1, **postfix: Any) -> None:
@@ -48,6 +56,10 @@ class NoProgress(AbstractProgress):
     def open(self, *, total: int, initial: int = 0, desc: str) -> AbstractProgressBar:
         del total, initial, desc
         return _Silent()
+
+    @property
+    def preferred_updates(self) -> int:
+        return 1
 
 
 class _Tqdm(AbstractProgressBar):

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import xarray as xr
 
-from ..io import assimilate
-from ..io._dims import OBS, TIME
+from .._dims import OBS, TIME
+from ..assimilation import assimilate
 from ._config import Config
 from ._data import ordered, WINDOW
 from ._report import number, table

@@ -14,8 +14,8 @@ import jax.random as jr
 import numpy as np
 import xarray as xr
 
+from .._dims import SPACE_DIMS, TIME, X, Y
 from ..io import observations_from_dataset, trajectory_from_dataset, twin_experiment
-from ..io._dims import SPACE_DIMS, TIME, X, Y
 from ._table import ConfigError
 
 

@@ -145,9 +145,8 @@ MODELS = Family(
 
 def model_grid(model) -> tuple[np.ndarray, ...]:
     """Coordinates of the model's grid along each axis (indices if it has none)."""
-    grid = getattr(model, "grid", None)
-    if grid is not None:
-        return tuple(np.asarray(axis, float) for axis in grid)
+    if model.grid is not None:
+        return tuple(np.asarray(axis, float) for axis in model.grid)
     return tuple(np.arange(n, dtype=float) for n in model.state_shape)
 
 

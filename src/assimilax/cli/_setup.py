@@ -18,9 +18,9 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
+from .._dims import TIME, X, Y
 from ..costs import AbstractVariationalProblem, ControlVariable, DirectControl
 from ..dynamics import AbstractDynamics
-from ..io._dims import TIME, X, Y
 from ..learning import process_shard
 from ..observations import (
     AbstractObservationOperator,
@@ -217,7 +217,7 @@ def prepare(config: Config) -> Experiment:
         noise = experiment.noise()
     if twin is not None:
         coords = None  # grid coordinates when the model has a grid
-        if hasattr(model, "grid"):
+        if model.grid is not None:
             axes = zip((X, Y), model_grid(model))
             coords = {name: (name, axis) for name, axis in axes}
         data = generate_twin(config, operator, noise, background, coords)

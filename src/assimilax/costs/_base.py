@@ -28,7 +28,8 @@ class AbstractVariationalProblem(AbstractProblem):
     **Methods:** `cost` (the sum of `components`, a dict of named scalars:
     ``"background"``, ``"observations"``, ``"model_error"`` for weak-constraint
     problems, ``"prior_<i>"``); `residuals` (whitened residuals with
-    ``cost == 0.5 |residuals|^2``, for `GaussNewton`); `to_state`; `first_guess`;
+    ``cost == 0.5 |residuals|^2``, for `GaussNewton`); `to_state`;
+    `states_and_times` (the states on their times, for output); `first_guess`;
     and for `ProximalGradient`/`PrimalDual` the split `smooth_cost` + `prox` (see
     `ProblemProx`).
 
@@ -51,6 +52,15 @@ class AbstractVariationalProblem(AbstractProblem):
         """The analysis for this control, of the control's shape: the state
         ``(*state)``, or the trajectory ``(grid, *state)`` of weak-constraint
         problems."""
+
+    @abc.abstractmethod
+    def states_and_times(
+        self, control: Float[Array, "..."]
+    ) -> tuple[Float[Array, " time *state"], Float[Array, " time"]]:
+        """The model states this control describes and their times: states of
+        shape ``(time, *state)`` and times of shape ``(time,)`` (3DVar: one
+        state, at the first observation time; 4DVar: the window's trajectory on
+        its time grid). What `assimilate` writes out as the analysis."""
 
     @abc.abstractmethod
     def first_guess(self) -> Float[Array, "..."]:

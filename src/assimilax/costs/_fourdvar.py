@@ -133,6 +133,13 @@ class StrongConstraint4DVar(_AbstractWindowProblem):
         # take their `lax.scan` path under `jit` too.
         return self.dynamics.integrate(x0, grid_array(self.time_grid, x0.dtype))
 
+    def states_and_times(
+        self, control: Float[Array, "*state"]
+    ) -> tuple[Float[Array, " grid *state"], Float[Array, " grid"]]:
+        """The trajectory from the control's initial state, shape ``(grid,
+        *state)``, and the window's time grid `times`, shape ``(grid,)``."""
+        return self.trajectory(control), self.times
+
     def _components(self, control: Float[Array, "*state"]) -> dict[str, Scalar]:
         residual = self.control.background_residual(control, self.background)
         states = self._at_observations(self.trajectory(control))
@@ -239,6 +246,13 @@ class WeakConstraint4DVar(_AbstractWindowProblem):
         xb = self.background.xb
         forecast = self.dynamics.integrate(xb, grid_array(self.time_grid, xb.dtype))
         return jnp.concatenate([first[None], forecast[1:]])
+
+    def states_and_times(
+        self, control: Float[Array, " grid *state"]
+    ) -> tuple[Float[Array, " grid *state"], Float[Array, " grid"]]:
+        """The control's trajectory, shape ``(grid, *state)`` (`to_state`), and
+        the window's time grid `times`, shape ``(grid,)``."""
+        return self.to_state(control), self.times
 
     def model_errors(
         self, control: Float[Array, " grid *state"]

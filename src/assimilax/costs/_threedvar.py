@@ -73,6 +73,14 @@ class ThreeDVar(AbstractVariationalProblem):
     def to_state(self, control: Float[Array, "*state"]) -> Float[Array, "*state"]:
         return self.control.to_state(control, self.background)
 
+    def states_and_times(
+        self, control: Float[Array, "*state"]
+    ) -> tuple[Float[Array, " 1 *state"], Float[Array, " 1"]]:
+        """The state, shape ``(1, *state)``, at the first observation time, shape
+        ``(1,)``: 3DVar has no model, so its analysis is reported once."""
+        times = jnp.asarray(self.observations.times)[:1]
+        return self.to_state(control)[None], times
+
     def first_guess(self) -> Float[Array, "*state"]:
         return self.control.first_guess(self.background)
 

@@ -8,7 +8,7 @@ each assimilating its newest observation (DAPPER's ``Var4D(Lag=2)``). ``B`` is
 first DAPPER's, the climatology scaled by 0.1, then the covariance of the
 background errors of a training cycle on another twin
 (`background_error_covariance`, three times), then a flow-dependent ``B``
-cycled from each window's Hessian (``covariance="cycled"``, starting from ``I``,
+cycled from each window's Hessian (``covariance=CycledB()``, starting from ``I``,
 the error covariance of the first guess). Prints the time-averaged analysis RMSE
 of the three, saves the cycled-``B`` test cycle (``lorenz96_cycling.nc``) and a
 Hovmöller diagram of truth, analysis and error over the last 10 time units
@@ -25,8 +25,16 @@ import numpy as np
 import xarray as xr
 
 from .. import bilevel as ax
+from ..assimilation import (
+    AbstractBackgroundCovariance,
+    background_error_covariance,
+    cycle,
+    CycledB,
+    FourDVarCycling,
+    StaticB,
+)
 from ..dynamics import Lorenz96
-from ..io import background_error_covariance, cycle, FourDVarCycling, twin_experiment
+from ..io import twin_experiment
 from ..observations import Identity, ScalarNoise
 from ..priors import CovarianceBackground
 from ._plots import save_figure
@@ -52,13 +60,17 @@ def make_twin(num_obs: int, seed: int):
 
 
 def run_cycle(
-    model, ds, first_guess, covariance, window: int = 2, cycled: bool = False
+    model,
+    ds,
+    first_guess,
+    covariance,
+    window: int = 2,
+    model_of_b: AbstractBackgroundCovariance = StaticB(),
 ) -> xr.Dataset:
-    """Cycled 4DVar with this ``B`` (static, or the first of a cycled ``B``); the
-    output of `cycle` with statistics."""
+    """Cycled 4DVar with this ``B`` (every window's with `StaticB()`, the first
+    window's with `CycledB()`); the output of `cycle` with statistics."""
     background = CovarianceBackground(jnp.zeros(N), covariance)
-    options = dict(covariance="cycled", additive=1e-3) if cycled else {}
-    method = FourDVarCycling(background, window=window, shift=1, **options)
+    method = FourDVarCycling(background, window=window, shift=1, covariance=model_of_b)
     return cycle(
         model,
         ds,
@@ -93,7 +105,7 @@ def main(
     rows["B from background errors"] = run_cycle(model, test, test_fg, covariance)
     # The cycled B starts from the first guess's error covariance, I.
     rows["flow-dependent B (cycled)"] = run_cycle(
-        model, test, test_fg, np.eye(N), cycled=True
+        model, test, test_fg, np.eye(N), model_of_b=CycledB(additive=1e-3)
     )
     numbers = {name: ds.attrs["rmse.a"] for name, ds in rows.items()}
     print(f"{'4DVar (window 2 x 0.2), B':<32} {'rmse.a':>7} {'rmse.f':>7}")

@@ -3,6 +3,7 @@
 import abc
 
 import equinox as eqx
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree, Real
 
 from .._custom_types import ScalarLike
@@ -48,6 +49,13 @@ class AbstractDynamics(eqx.Module):
     @property
     def state_shape(self) -> tuple[int, ...] | None:
         """Shape of one state, or None when the model accepts any shape."""
+        return None
+
+    @property
+    def grid(self) -> tuple[np.ndarray, ...] | None:
+        """Coordinates of the unknowns along each axis of the state (NumPy arrays,
+        for xarray coords), or None (the default) for a model whose state is not a
+        field on a spatial grid (Lorenz systems, a wrapped function)."""
         return None
 
 

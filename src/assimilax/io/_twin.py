@@ -5,19 +5,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 import xarray as xr
 from jaxtyping import ArrayLike, Float, PRNGKeyArray, Real
 
+from .._dims import OBS, TIME, TRUTH, TRUTH_ATTRS
 from ..dynamics import AbstractDynamics
 from ..observations import AbstractNoise, AbstractObservationOperator, Observations
-from ._dims import OBS, TIME
 from ._xarray import observations_to_dataset, trajectory_to_dataset
-
-
-TRUTH = "truth"
-TRUTH_ATTRS = {"long_name": "true state"}
 
 
 def twin_experiment(
@@ -39,7 +34,8 @@ def twin_experiment(
     - `x0`: the true initial state (shape ``"*state"``).
     - `times`: model times (strictly increasing; ``times[0]`` is the initial time).
     - `operator`, `noise`: the observation operator ``H`` and noise model; the noise
-      must have a `std` field (`ScalarNoise`, `DiagonalNoise`).
+      must be able to draw samples (its `sample` method: `ScalarNoise`,
+      `DiagonalNoise`).
     - `key`: a JAX PRNG key for the noise.
     - `observe_every`: observe every k-th model time, starting with the first; other
       times hold NaN (missing) in the `obs` variable.
@@ -50,21 +46,16 @@ def twin_experiment(
     the observation dims, NaN where not observed) on one `time` coordinate. Read the
     observations back with `observations_from_dataset(ds, operator=..., noise=...)`.
 
-    **Raises:** `ValueError` for `observe_every < 1`, or a noise model without `std`.
+    **Raises:** `ValueError` for `observe_every < 1`; `NotImplementedError` for a
+    noise model that cannot draw samples.
     """
     if observe_every < 1:
         raise ValueError(f"`observe_every` must be >= 1, got {observe_every}.")
-    std = getattr(noise, "std", None)
-    if std is None:
-        raise ValueError(
-            f"twin_experiment needs a noise model with a `std` field to sample from; "
-            f"got {type(noise).__name__}."
-        )
     times = jnp.asarray(times, dtype=jnp.result_type(jnp.asarray(x0)))
     truth = dynamics.integrate(x0, times)
     clean = jax.vmap(operator)(truth)
-    # y = H(x) + R^{1/2} e with e ~ N(0, I); `std` broadcasts over the obs shape.
-    errors = jr.normal(key, clean.shape, clean.dtype) * jnp.asarray(std, clean.dtype)
+    # y = H(x) + R^{1/2} e with e ~ N(0, I), one draw per time.
+    errors = noise.sample(key, clean.shape, clean.dtype)
     observed = np.zeros(times.shape[0], dtype=bool)
     observed[::observe_every] = True
     values = jnp.where(

@@ -8,13 +8,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, ArrayLike, Float
 
-from ..observations import (
-    AbstractNoise,
-    AbstractObservationOperator,
-    Identity,
-    Observations,
-)
-from ._dims import (
+from .._dims import (
     OBS,
     OBS_ATTRS,
     SPACE_DIMS,
@@ -25,6 +19,12 @@ from ._dims import (
     TIME_ATTRS,
     X,
     Y,
+)
+from ..observations import (
+    AbstractNoise,
+    AbstractObservationOperator,
+    Identity,
+    Observations,
 )
 
 

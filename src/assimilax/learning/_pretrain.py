@@ -15,8 +15,8 @@ import xarray as xr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._custom_types import Scalar
+from .._dims import TIME
 from .._progress import AbstractProgress, check_progress, NoProgress
-from ..io._dims import TIME
 from ..priors import Standardised
 from ._supervised import (
     AbstractBatchLoss,

@@ -5,8 +5,9 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Shaped
 
 from .._custom_types import Scalar
 
@@ -39,8 +40,9 @@ class AbstractNoise(eqx.Module):
     """The observation-error covariance ``R`` at one time.
 
     Concrete noise models implement `whiten` (``r -> R^{-1/2} r``); the weighted
-    square ``0.5 rᵀ R⁻¹ r`` follows. Their floating fields (the standard
-    deviations) are parameters: an outer loop may learn "R scalings".
+    square ``0.5 rᵀ R⁻¹ r`` follows. Those that can also draw errors ``R^{1/2} e``
+    implement `sample` (`twin_experiment` needs it). Their floating fields (the
+    standard deviations) are parameters: an outer loop may learn "R scalings".
     """
 
     @abc.abstractmethod
@@ -51,6 +53,24 @@ class AbstractNoise(eqx.Module):
     def weighted_square(self, residual: Float[Array, "*obs"]) -> Scalar:
         """``0.5 rᵀ R⁻¹ r`` (a scalar)."""
         return 0.5 * jnp.sum(jnp.square(self.whiten(residual)))
+
+    def sample(
+        self, key: PRNGKeyArray, shape: tuple[int, ...], dtype
+    ) -> Float[Array, "..."]:
+        """Draws ``R^{1/2} e`` with ``e ~ N(0, I)``, of shape `shape` (``(*batch,
+        *obs)``: independent draws along the leading axes) and dtype `dtype`.
+
+        Optional: a noise model that only weights residuals need not implement it
+        (the default raises), but `twin_experiment` samples with it.
+
+        **Raises:** `NotImplementedError` here, in the base class.
+        """
+        del key, shape, dtype
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot draw noise samples: implement its "
+            "`sample(key, shape, dtype)` (twin_experiment draws the observation "
+            "errors with it), or use ScalarNoise / DiagonalNoise."
+        )
 
 
 class ScalarNoise(AbstractNoise):
@@ -81,6 +101,11 @@ class ScalarNoise(AbstractNoise):
     def whiten(self, residual: Float[Array, "*obs"]) -> Float[Array, "*obs"]:
         return residual / self.std
 
+    def sample(
+        self, key: PRNGKeyArray, shape: tuple[int, ...], dtype
+    ) -> Float[Array, "..."]:
+        return jr.normal(key, shape, dtype) * self.std.astype(dtype)
+
 
 class DiagonalNoise(AbstractNoise):
     """Independent errors, one standard deviation per observation: ``R = diag(std²)``.
@@ -108,3 +133,18 @@ class DiagonalNoise(AbstractNoise):
                 f"has shape {self.std.shape}."
             )
         return residual / self.std
+
+    def sample(
+        self, key: PRNGKeyArray, shape: tuple[int, ...], dtype
+    ) -> Float[Array, "..."]:
+        """Draws of shape `shape`, whose trailing axes are `std`'s shape.
+
+        **Raises:** `ValueError` when `shape` does not end with `std`'s shape.
+        """
+        if tuple(shape[len(shape) - self.std.ndim :]) != self.std.shape:
+            raise ValueError(
+                f"DiagonalNoise.sample(shape={tuple(shape)}): the trailing axes must "
+                f"be the shape of `std`, {self.std.shape}."
+            )
+        std = jnp.broadcast_to(self.std.astype(dtype), shape)
+        return jr.normal(key, shape, dtype) * std

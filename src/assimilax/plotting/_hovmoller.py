@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ..io._dims import STATION, TIME
+from .._dims import STATION, TIME
 from ._common import (
     check_variables,
     colour_limits,

@@ -14,7 +14,7 @@ class CovarianceBackground(AbstractBackground):
     symmetric square root ``S = V diag(√λ) Vᵀ`` used for the control-variable
     transform. Meant for states of up to a few thousand variables, such as
     Lorenz-96 with a climatological ``B`` or one estimated from background errors
-    (`assimilax.io.background_error_covariance`); for fields use
+    (`assimilax.assimilation.background_error_covariance`); for fields use
     `DiffusionBackground`.
 
     **Arguments:**

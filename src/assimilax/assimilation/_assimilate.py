@@ -4,27 +4,17 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .._dims import OBS, TRUTH
 from .._results import RESULTS
 from ..bilevel import AbstractHypergradient, AbstractInnerSolver, argmin, Implicit
 from ..costs import AbstractVariationalProblem
-from ._dims import OBS
-from ._twin import TRUTH
-from ._xarray import observations_to_dataset, trajectory_to_dataset
+from ..io import observations_to_dataset, trajectory_to_dataset
 
 
-def _objective(control, problem):
+def cost(control, problem: AbstractVariationalProblem):
+    """The objective of every window's `argmin`: the problem's cost, a scalar (a
+    module-level function, so that repeated solves share one compiled program)."""
     return problem.cost(control)
-
-
-def _states(problem: AbstractVariationalProblem, control):
-    """The model states of a control, and their times (3DVar: one time)."""
-    if hasattr(problem, "trajectory"):
-        return problem.trajectory(control), problem.times
-    states = problem.to_state(control)
-    times = getattr(problem, "times", None)
-    if times is None:  # 3DVar: the analysis at the (single) observation time
-        return states[None], problem.observations.times[:1]
-    return states, times
 
 
 def assimilate(
@@ -57,15 +47,15 @@ def assimilate(
     """
     first_guess = problem.first_guess() if control0 is None else jnp.asarray(control0)
     sol = argmin(
-        _objective,
+        cost,
         first_guess,
         problem,
         solver=solver,
         hypergradient=hypergradient,
         throw=throw,
     )
-    analysis, times = _states(problem, sol.value)
-    background, _ = _states(problem, first_guess)
+    analysis, times = problem.states_and_times(sol.value)
+    background, _ = problem.states_and_times(first_guess)
     before = problem.components(first_guess)
     after = problem.components(sol.value)
     terms = list(before)

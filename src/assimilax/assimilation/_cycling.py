@@ -3,85 +3,20 @@ background of the next, with DAPPER-style RMSE statistics."""
 
 import math
 
-import equinox as eqx
-import jax
-import jax.lax as lax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from jaxtyping import ArrayLike, Float
 
+from .._dims import TRUTH
+from .._progress import AbstractProgress, check_progress, NoProgress
 from ..bilevel import AbstractInnerSolver
 from ..dynamics import AbstractDynamics
+from ..io import observations_from_dataset, trajectory_to_dataset
 from ..observations import AbstractNoise, AbstractObservationOperator, Observations
-from ._cycling_methods import AbstractCyclingMethod, static_grid
+from ._cycling_methods import AbstractCyclingMethod
+from ._cycling_scan import regular_times, scan_windows, window_data
 from ._cycling_stats import cycling_statistics
-from ._twin import TRUTH
-from ._xarray import observations_from_dataset, trajectory_to_dataset
-
-
-def _regular_times(times: np.ndarray, t0: float | None) -> tuple[float, float]:
-    """The observation interval, and the first guess's time ``t0``."""
-    if times.size < 1:
-        raise ValueError("cycle: `observations` hold no observed time.")
-    if times.size > 1:
-        steps = np.diff(times)
-        interval = float(steps.mean())
-        if np.any(np.abs(steps - interval) > 1e-6 * interval):
-            raise ValueError(
-                "cycle: `observations` must be at regular times (one interval "
-                f"between all observed times); got intervals {np.unique(steps)[:4]}."
-            )
-    elif t0 is None:
-        raise ValueError("cycle: with a single observation time, give `t0`.")
-    else:
-        interval = float(times[0] - t0)
-    t0 = float(times[0] - interval) if t0 is None else float(t0)
-    if abs(times[0] - t0 - interval) > 1e-6 * interval:
-        raise ValueError(
-            f"cycle(t0=...) must be one observation interval ({interval}) before "
-            f"the first observation time {float(times[0])}, got {t0}."
-        )
-    return interval, t0
-
-
-def _window_data(observations: Observations, keep: np.ndarray, method, num: int):
-    """Values and mask of the observations each window assimilates, ``(num,
-    assimilated, ...)``, and the indices of the times new to each window,
-    ``(num, shift)`` (where the window's analysis is reported)."""
-    values = np.asarray(observations.values)[keep]
-    mask = np.asarray(observations.mask)[keep]
-    starts = np.arange(num)[:, None] * method.shift
-    used = starts + method.window - method.assimilated + np.arange(method.assimilated)
-    new = starts + method.window - method.shift + np.arange(method.shift)
-    return jnp.asarray(values[used]), jnp.asarray(mask[used]), new
-
-
-@eqx.filter_jit
-def _run(dynamics, method, solver, operator, noise, carry, values, mask, interval):
-    """Scan the windows of one chunk; `carry` is the background and, for a
-    cycled ``B``, its covariance (else `None`)."""
-    first = method.window - method.assimilated + 1
-    relative = np.arange(first, method.window + 1) * interval
-    times = static_grid(relative, values.dtype)
-    new = method.window - method.shift + 1
-
-    def one_window(carry, data):
-        xb, covariance = carry
-        # The times are checked while traced (their eager check is not meant for
-        # constants under jit), then swapped for a concrete copy: 4DVar problems
-        # need a known window grid.
-        observations = Observations(data[0], data[1], relative, operator, noise)
-        observations = eqx.tree_at(lambda o: o.times, observations, times)
-        out = method.analyse(dynamics, xb, observations, interval, solver, covariance)
-        step = (out.analysis[new:], out.forecast[new:], xb)
-        spread = (
-            None if covariance is None else jnp.sqrt(jnp.trace(covariance) / xb.size)
-        )
-        outputs = (*step, out.converged, out.num_steps, spread)
-        return (out.analysis[method.shift], out.next_covariance), outputs
-
-    return lax.scan(one_window, carry, (values, mask))
 
 
 def cycle(
@@ -96,7 +31,7 @@ def cycle(
     truth: Float[ArrayLike, " time *state"] | xr.DataArray | None = None,
     t0: float | None = None,
     burn_in: float = 0.0,
-    progress: bool = False,
+    progress: AbstractProgress = NoProgress(),
     chunk: int | None = None,
 ) -> xr.Dataset:
     """Cycle an assimilation method over consecutive windows.
@@ -119,8 +54,12 @@ def cycle(
     - `t0`: the time of the first guess (default: one ``Δ`` before the first
       observation, which is the only value accepted).
     - `burn_in`: time after `t0` excluded from the time-averaged statistics.
-    - `progress`, `chunk`: show a tqdm bar, running `chunk` windows per compiled
-      call (default: 20 chunks; the last one is padded with unobserved windows).
+    - `progress`: a progress meter, `NoProgress()` (the default) or
+      `TqdmProgress()`, told of each chunk of windows.
+    - `chunk`: windows per compiled call (an int >= 1; default: all of them in
+      one call with `NoProgress()`, else as many as make the meter's
+      `preferred_updates` chunks, 20 for `TqdmProgress`). The last chunk is
+      padded with unobserved windows.
 
     **Returns:** a Dataset on the analysed observation times with `analysis` and
     `forecast` (the background forecast, before assimilation) states, per window
@@ -130,7 +69,8 @@ def cycle(
     ``rmse.a``/``rmse.f`` per time and their time averages after `burn_in` in
     attrs (DAPPER's convention: the mean over time of the RMSE over space).
 
-    **Raises:** `TypeError` for a wrong `method`; `ValueError` for irregular
+    **Raises:** `TypeError` for a wrong `method` or `progress`; `ValueError` for
+    a `chunk` < 1, irregular
     observation times, too few observations for one window, a `t0` that is not
     one interval before them, a first guess or truth of the wrong shape.
 
@@ -142,6 +82,9 @@ def cycle(
             "cycle(method=...) must be a cycling method such as "
             f"ThreeDVarCycling(background) or FourDVarCycling(...); got {method!r}."
         )
+    check_progress("cycle", progress)
+    if chunk is not None and not (isinstance(chunk, int) and chunk >= 1):
+        raise ValueError(f"cycle(chunk=...) must be an int >= 1, got {chunk!r}.")
     if isinstance(observations, xr.Dataset):
         if noise is None:
             raise ValueError("cycle: a Dataset of observations needs `noise=`.")
@@ -158,37 +101,19 @@ def cycle(
     mask = np.asarray(observations.mask)
     keep = mask.reshape(mask.shape[0], -1).any(axis=1)
     obs_times = np.asarray(observations.times)[keep]
-    interval, t0 = _regular_times(obs_times, t0)
+    interval, t0 = regular_times(obs_times, t0)
     num = (obs_times.size - method.window) // method.shift + 1
     if num < 1:
         raise ValueError(
             f"cycle: {obs_times.size} observation times are fewer than one window "
             f"({method.window})."
         )
-    values, masks, index = _window_data(observations, keep, method, num)
+    values, masks, index = window_data(observations, keep, method, num)
     args = (dynamics, method, solver, observations.operator, observations.noise)
-    carry = (xb, method.initial_covariance())
-    chunk = num if not progress and chunk is None else chunk
-    chunk = max(1, math.ceil(num / 20)) if chunk is None else chunk
-    outputs, iterator = [], range(0, num, chunk)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, total=math.ceil(num / chunk), desc="cycle")
-    for start in iterator:
-        pad = max(0, start + chunk - num)
-        part = (
-            [
-                jnp.concatenate([a[start:], jnp.zeros_like(a[:pad])])
-                for a in (values, masks)
-            ]
-            if pad
-            else [values[start : start + chunk], masks[start : start + chunk]]
-        )
-        carry, out = _run(*args, carry, *part, interval)
-        outputs.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
-    analysis, forecast, background, converged, steps, spread = (
-        None if parts[0] is None else np.concatenate(parts) for parts in zip(*outputs)
+    if chunk is None:
+        chunk = max(1, math.ceil(num / progress.preferred_updates))
+    analysis, forecast, background, converged, steps, spread = scan_windows(
+        args, xb, values, masks, interval, chunk=chunk, progress=progress
     )
     times = obs_times[index.reshape(-1)]
     state = analysis.shape[2:]

@@ -4,7 +4,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Float
 
-from ._twin import TRUTH
+from .._dims import TRUTH
 
 
 RMSE_A = "rmse.a"
