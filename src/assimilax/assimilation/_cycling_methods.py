@@ -3,13 +3,13 @@
 import abc
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ..bilevel import AbstractInnerSolver, argmin
 from ..costs import AbstractControl, ControlVariable, ThreeDVar
+from ..costs._window import grid_array
 from ..dynamics import AbstractDynamics
 from ..observations import Observations
 from ..priors import AbstractBackground
@@ -27,17 +27,6 @@ class WindowAnalysis(eqx.Module):
     converged: Bool[Array, ""]
     num_steps: Int[Array, ""]
     next_covariance: PyTree[Array] = None
-
-
-def static_grid(times: np.ndarray, dtype) -> Float[Array, " grid"]:
-    """`times` as an array that stays concrete while tracing.
-
-    Under `jit`, `jnp.asarray` of a constant gives a tracer; fixed-step
-    integrators (`FixedStepRK4`) need known times for their cheap `lax.scan`, and
-    4DVar problems need them to build their (static) window grid.
-    """
-    with jax.ensure_compile_time_eval():
-        return jnp.asarray(times, dtype)
 
 
 class AbstractCyclingMethod(eqx.Module):
@@ -144,7 +133,7 @@ class ThreeDVarCycling(AbstractCyclingMethod):
     def analyse(
         self, dynamics, xb, observations, interval, solver, covariance_state=None
     ):
-        grid = static_grid(np.asarray([0.0, interval]), xb.dtype)
+        grid = grid_array(np.asarray([0.0, interval]), xb.dtype)
         forecast = dynamics.integrate(xb, grid)
         background = self.covariance.background(
             self.background, forecast[-1], covariance_state

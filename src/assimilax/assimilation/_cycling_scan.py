@@ -11,8 +11,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .._progress import AbstractProgress
+from ..costs._window import grid_array
 from ..observations import Observations
-from ._cycling_methods import AbstractCyclingMethod, static_grid
+from ._cycling_methods import AbstractCyclingMethod
 
 
 def regular_times(times: np.ndarray, t0: float | None) -> tuple[float, float]:
@@ -63,7 +64,7 @@ def _run(dynamics, method, solver, operator, noise, carry, values, mask, interva
     the method's covariance model (`None` for a static ``B``)."""
     first = method.window - method.assimilated + 1
     relative = np.arange(first, method.window + 1) * interval
-    times = static_grid(relative, values.dtype)
+    times = grid_array(relative, values.dtype)
     new = method.window - method.shift + 1
 
     def one_window(carry, data):

@@ -5,13 +5,13 @@ import numpy as np
 
 from ..bilevel import argmin
 from ..costs import AbstractControl, ControlVariable, StrongConstraint4DVar
+from ..costs._window import grid_array
 from ..priors import AbstractBackground
 from ._assimilate import cost
 from ._covariances import AbstractBackgroundCovariance, StaticB
 from ._cycling_methods import (
     AbstractCyclingMethod,
     check_kind,
-    static_grid,
     WindowAnalysis,
 )
 from ._windows import AbstractWindowScheme, SDA
@@ -125,10 +125,10 @@ class FourDVarCycling(AbstractCyclingMethod):
             dynamics, observations, background, t0=0.0, control=self.control
         )
         sol = argmin(cost, problem.first_guess(), problem, solver=solver, throw=False)
-        grid = static_grid(np.arange(self.window + 1) * interval, xb.dtype)
+        grid = grid_array(np.arange(self.window + 1) * interval, xb.dtype)
         analysis = dynamics.integrate(problem.to_state(sol.value), grid)
         forecast = dynamics.integrate(xb, grid)
-        to_next_start = static_grid(np.array([0.0, self.shift * interval]), xb.dtype)
+        to_next_start = grid_array(np.array([0.0, self.shift * interval]), xb.dtype)
         next_covariance = self.covariance.update(
             self.background,
             problem,

@@ -78,12 +78,14 @@ def window_grid(
     return tuple(float(t) for t in points), tuple(int(i) for i in index)
 
 
-def grid_array(grid: tuple[float, ...], dtype) -> Float[Array, " grid"]:
-    """The static `grid` as a concrete array, also while tracing.
+def grid_array(grid: tuple[float, ...] | np.ndarray, dtype) -> Float[Array, " grid"]:
+    """The static `grid` (a tuple or NumPy array of times) as a concrete array,
+    also while tracing.
 
     Under `jit`, `jnp.asarray` of constants would give a tracer; evaluating it at
-    trace time keeps it concrete, so integrators see known times (and `lax.scan`
-    step counts) instead of traced ones.
+    trace time keeps it concrete, so fixed-step integrators (`FixedStepRK4`) see
+    known times (and `lax.scan` step counts) and 4DVar problems can build their
+    static window grid.
     """
     with jax.ensure_compile_time_eval():
         return jnp.asarray(grid, dtype)
