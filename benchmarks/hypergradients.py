@@ -219,7 +219,7 @@ def build_methods(problem: Problem, cfg: Config) -> tuple[list[Method], dict]:
             f"GD + Implicit(Neumann({terms}))",
             problem,
             gd,
-            ax.Implicit(linear_solver=ax.Neumann(num_terms=terms)),
+            ax.Implicit(linear_solver=ax.bilevel.Neumann(num_terms=terms)),
         ),
         Method(
             "GD + Implicit(CG), value_and_hypergrad",

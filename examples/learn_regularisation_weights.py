@@ -136,7 +136,7 @@ def tv_solver(max_steps: int = 1000, rtol: float = 1e-6) -> ax.PrimalDual:
     tau = 0.1
     return ax.PrimalDual(
         operator=difference,
-        prox_h=ax.L1(weight=tv_weight),
+        prox_h=ax.bilevel.L1(weight=tv_weight),
         tau=tau,
         sigma=0.95 * (1.0 / tau - 0.5) / 4.0,
         operator_norm=2.0,

@@ -207,7 +207,7 @@ class _TVDenoising(eqx.Module):
 # 1/tau - 4 sigma > 1/2; a small tau with the largest sigma converges fastest.
 TV_SOLVER = ax.PrimalDual(
     operator=lambda x, problem: jnp.diff(x),
-    prox_h=ax.L1(weight=_tv_weight),
+    prox_h=ax.bilevel.L1(weight=_tv_weight),
     tau=0.1,
     sigma=0.95 * (1.0 / 0.1 - 0.5) / 4.0,
     operator_norm=2.0,

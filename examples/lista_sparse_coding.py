@@ -55,7 +55,7 @@ def observe(D: np.ndarray, codes: np.ndarray, rng: np.random.Generator):
 def lasso_solutions(D, y) -> jax.Array:
     """The lasso minimisers for each row of `y`, by FISTA through `argmin`."""
     solver = ax.ProximalGradient(
-        prox=ax.L1(weight=LAM),
+        prox=ax.bilevel.L1(weight=LAM),
         step_size=1.0 / jnp.linalg.norm(D, ord=2) ** 2,
         max_steps=10_000,
         rtol=1e-10,

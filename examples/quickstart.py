@@ -56,7 +56,9 @@ def main():
 
     strategies = {
         "Implicit (CG)": ax.Implicit(linear_solver=lx.CG(rtol=1e-10, atol=1e-10)),
-        "Implicit (Neumann 500)": ax.Implicit(linear_solver=ax.Neumann(num_terms=500)),
+        "Implicit (Neumann 500)": ax.Implicit(
+            linear_solver=ax.bilevel.Neumann(num_terms=500)
+        ),
         "Unrolled": ax.Unrolled(),
         "Unrolled (checkpointed)": ax.Unrolled(checkpoint_every=45),
         "Truncated (k=20)": ax.Truncated(k=20),

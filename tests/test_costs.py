@@ -570,7 +570,7 @@ def test_l1_prior_with_proximal_gradient_matches_soft_thresholding():
         jnp.asarray(y[None]), None, jnp.zeros(1), Identity(), ScalarNoise(sr)
     )
     background = DiagonalBackground(jnp.asarray(xb), sb)
-    problem = ThreeDVar(obs, background, priors=(ProxPrior(ax.L1(weight=lam)),))
+    problem = ThreeDVar(obs, background, priors=(ProxPrior(ax.bilevel.L1(weight=lam)),))
     precision = 1 / sb**2 + 1 / sr**2
     mean = (xb / sb**2 + y / sr**2) / precision
     expected = np.sign(mean) * np.maximum(np.abs(mean) - lam / precision, 0)
@@ -678,7 +678,10 @@ def test_bad_problem_fields_raise():
         check_parts("X", background, [Tikhonov(1.0)], control)
     with pytest.raises(TypeError, match=r"X\(control=...\) must be DirectControl"):
         check_parts("X", background, (), "v")
-    two = (ProxPrior(ax.L1(weight=1.0)), ProxPrior(ax.TotalVariation1D(weight=1.0)))
+    two = (
+        ProxPrior(ax.bilevel.L1(weight=1.0)),
+        ProxPrior(ax.bilevel.TotalVariation1D(weight=1.0)),
+    )
     with pytest.raises(ValueError, match=r"holds 2 proximable priors"):
         ThreeDVar(obs, background, priors=two)
     with pytest.raises(ValueError, match=r"use DirectControl\(\)"):

@@ -94,11 +94,11 @@ def test_bad_strategy_fields():
     with pytest.raises(ValueError, match="eps=...\\) must be > 0"):
         ax.FiniteDifference(eps=0.0)
     with pytest.raises(ValueError, match="eps=...\\) must be > 0"):
-        ax.FiniteDifferenceHVP(eps=-1.0)
+        ax.bilevel.FiniteDifferenceHVP(eps=-1.0)
     with pytest.raises(ValueError, match="num_terms=...\\) must be >= 1"):
-        ax.Neumann(num_terms=0)
+        ax.bilevel.Neumann(num_terms=0)
     with pytest.raises(ValueError, match="step_size=...\\) must be > 0"):
-        ax.Neumann(step_size=0.0)
+        ax.bilevel.Neumann(step_size=0.0)
     # A linear solver that is not a lineax solver (the runtime type checker may
     # catch it first; either way the message names the field).
     with pytest.raises(TypeError, match="linear_solver"):
@@ -106,7 +106,7 @@ def test_bad_strategy_fields():
 
 
 def test_lbfgs_preconditioner_needs_lbfgs():
-    strategy = ax.Implicit(preconditioner=ax.LBFGSPreconditioner())
+    strategy = ax.Implicit(preconditioner=ax.bilevel.LBFGSPreconditioner())
     with pytest.raises(ValueError, match="needs the LBFGS inner solver"):
         ax.value_and_hypergrad(
             lambda x, a: jnp.sum(x),
@@ -119,7 +119,7 @@ def test_lbfgs_preconditioner_needs_lbfgs():
 
 
 def test_implicit_with_cg_refuses_a_non_symmetric_system():
-    solver = ax.ProximalGradient(prox=ax.L1(weight=0.1), step_size=0.5)
+    solver = ax.ProximalGradient(prox=ax.bilevel.L1(weight=0.1), step_size=0.5)
     strategy = ax.Implicit(linear_solver=lx.CG(rtol=1e-6, atol=1e-6))
     # The forward solve runs (Implicit() is the default strategy) ...
     sol = ax.argmin(

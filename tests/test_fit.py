@@ -87,6 +87,7 @@ def test_warm_starts_and_dataset_input():
     )
     assert warm.history["inner_steps"].mean() < cold.history["inner_steps"].mean()
     assert np.isfinite(warm.history["linear_steps"]).all()
+
     # The seeding cold solves before step 0 are recorded: the mean inner steps
     # of a cold solve of every training window at the initial parameters.
     def cold_steps(y):

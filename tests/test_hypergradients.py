@@ -27,12 +27,17 @@ STRATEGIES = [
     ("implicit_cg", ax.Implicit(linear_solver=lx.CG(**TIGHT_CG)), 1e-6),
     ("implicit_gmres", ax.Implicit(linear_solver=lx.GMRES(**TIGHT_CG)), 1e-6),
     ("implicit_bicgstab", ax.Implicit(linear_solver=lx.BiCGStab(**TIGHT_CG)), 1e-6),
-    ("implicit_neumann", ax.Implicit(linear_solver=ax.Neumann(num_terms=4000)), 1e-6),
+    (
+        "implicit_neumann",
+        ax.Implicit(linear_solver=ax.bilevel.Neumann(num_terms=4000)),
+        1e-6,
+    ),
     ("implicit_dense_lu", ax.Implicit(linear_solver=lx.LU()), 1e-6),
     (
         "implicit_fd_hvp",
         ax.Implicit(
-            linear_solver=lx.CG(rtol=1e-9, atol=1e-9), hvp=ax.FiniteDifferenceHVP()
+            linear_solver=lx.CG(rtol=1e-9, atol=1e-9),
+            hvp=ax.bilevel.FiniteDifferenceHVP(),
         ),
         1e-6,
     ),

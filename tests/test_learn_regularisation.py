@@ -146,7 +146,7 @@ def test_tv_hypergradient_matches_active_set_derivative_and_other_routes():
     # A second route: proximal gradient with the TV prox (its dual solved by
     # FGP), differentiated implicitly (fixed-point residual, GMRES).
     prox_solver = ax.ProximalGradient(
-        prox=ax.TotalVariation1D(weight=ex.tv_weight, dual_steps=3000),
+        prox=ax.bilevel.TotalVariation1D(weight=ex.tv_weight, dual_steps=3000),
         step_size=1.0,
         max_steps=3,
         rtol=1e-10,

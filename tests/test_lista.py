@@ -16,14 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from assimilax import (
-    argmin,
-    Implicit,
-    L1,
-    ProximalGradient,
-    TqdmProgress,
-    Unrolled,
-)
+from assimilax import argmin, Implicit, ProximalGradient, TqdmProgress, Unrolled
+from assimilax.bilevel import L1
 from assimilax.learning import ista_iterates, LISTA, train_lista
 
 

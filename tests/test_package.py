@@ -14,6 +14,7 @@ PACKAGE = ROOT / "src" / "assimilax"
 
 
 SUBPACKAGES = (
+    "bilevel",
     "dynamics",
     "observations",
     "priors",
@@ -86,3 +87,23 @@ def test_quickstart_example_runs():
     # The implicit hypergradient agrees with the closed form it prints next to.
     line = next(x for x in out.stdout.splitlines() if x.startswith("Implicit (CG)"))
     assert float(line.split()[-2]) < 1e-8
+
+
+def test_top_level_holds_the_day_to_day_names_only():
+    # The everyday entry points are one import away; the engine's options stay
+    # in `assimilax.bilevel` (not flattened into the top level).
+    for name in (
+        "argmin",
+        "fit",
+        "assimilate",
+        "cycle",
+        "StrongConstraint4DVar",
+        "WeakConstraint4DVar",
+        "ThreeDVar",
+        "Implicit",
+        "LBFGS",
+    ):
+        assert hasattr(ax, name), name
+    for name in ("InnerState", "AutodiffHVP", "LBFGSPreconditioner", "L1", "Zero"):
+        assert not hasattr(ax, name), name
+        assert hasattr(ax.bilevel, name), name

@@ -182,7 +182,7 @@ def test_the_walk_covers_the_api():
         "assimilax.assimilate",
         "assimilax.CycledB.update",
         "assimilax.assimilation.cycling_statistics",
-        "assimilax.learning.fit",
+        "assimilax.fit",
         "assimilax.plotting.hovmoller",
     ):
         assert where in walked, where

@@ -285,7 +285,10 @@ def test_lbfgs_preconditioner_cuts_cg_iterations():
     exact = np.linalg.solve(np.asarray(hessian), np.asarray(truth) - 1.0)
     solver = LBFGS(max_steps=2000, rtol=1e-10)
     steps = {}
-    for preconditioner in (ax.NoPreconditioner(), ax.LBFGSPreconditioner()):
+    for preconditioner in (
+        ax.bilevel.NoPreconditioner(),
+        ax.bilevel.LBFGSPreconditioner(),
+    ):
         strategy = ax.Implicit(
             linear_solver=lx.CG(rtol=1e-8, atol=1e-8, max_steps=2000),
             preconditioner=preconditioner,

@@ -1,4 +1,10 @@
-"""assimilax: variational data assimilation inside bilevel learning, in JAX."""
+"""assimilax: variational data assimilation inside bilevel learning, in JAX.
+
+The top level holds the day-to-day names (`argmin`, the strategies and solvers,
+the variational problems, `assimilate`, `cycle`, `fit`); the options of the
+engine (Hessian products, preconditioners, proximal terms, solver states) are in
+`assimilax.bilevel`, and each layer's full API in its subpackage.
+"""
 
 import importlib.metadata
 
@@ -20,8 +26,6 @@ from ._progress import (
 )
 from ._results import RESULTS as RESULTS
 from .assimilation import (
-    AbstractBackgroundCovariance as AbstractBackgroundCovariance,
-    AbstractWindowScheme as AbstractWindowScheme,
     assimilate as assimilate,
     cycle as cycle,
     CycledB as CycledB,
@@ -32,46 +36,34 @@ from .assimilation import (
     ThreeDVarCycling as ThreeDVarCycling,
 )
 from .bilevel import (
-    AbstractHVP as AbstractHVP,
     AbstractHypergradient as AbstractHypergradient,
     AbstractInnerSolver as AbstractInnerSolver,
-    AbstractPreconditioner as AbstractPreconditioner,
     AbstractProblem as AbstractProblem,
-    AbstractProx as AbstractProx,
     argmin as argmin,
-    AutodiffHVP as AutodiffHVP,
-    Box as Box,
     FiniteDifference as FiniteDifference,
-    FiniteDifferenceHVP as FiniteDifferenceHVP,
     ForwardMode as ForwardMode,
     GaussNewton as GaussNewton,
     GradientDescent as GradientDescent,
     GradientFlow as GradientFlow,
     GradientFlowAdjoint as GradientFlowAdjoint,
-    HypergradInfo as HypergradInfo,
     Implicit as Implicit,
-    InnerState as InnerState,
-    L1 as L1,
-    L2Ball as L2Ball,
     LBFGS as LBFGS,
-    LBFGSPreconditioner as LBFGSPreconditioner,
-    LinearSolveInfo as LinearSolveInfo,
-    Neumann as Neumann,
-    NonNegative as NonNegative,
-    NoPreconditioner as NoPreconditioner,
-    OperatorPreconditioner as OperatorPreconditioner,
     OptaxSolver as OptaxSolver,
     OuterState as OuterState,
     PrimalDual as PrimalDual,
     ProximalGradient as ProximalGradient,
     Solution as Solution,
     Stats as Stats,
-    TotalVariation1D as TotalVariation1D,
     Truncated as Truncated,
     Unrolled as Unrolled,
     value_and_hypergrad as value_and_hypergrad,
-    Zero as Zero,
 )
+from .costs import (
+    StrongConstraint4DVar as StrongConstraint4DVar,
+    ThreeDVar as ThreeDVar,
+    WeakConstraint4DVar as WeakConstraint4DVar,
+)
+from .learning import fit as fit, FitResult as FitResult
 
 
 __version__ = importlib.metadata.version("assimilax")

@@ -88,8 +88,9 @@ class AbstractHypergradient(eqx.Module):
         state: OuterState | None,
         throw: bool,
     ) -> tuple[Scalar, Args, OuterState, HypergradInfo]:
-        """One outer step: ``outer_loss(x*(args), args)``, its gradient w.r.t.
-        `args`, the next `OuterState` and a `HypergradInfo`.
+        """One outer step: the loss ``outer_loss(x*(args), args)`` (a scalar),
+        its gradient w.r.t. `args` (the structure of `args`), the next
+        `OuterState` and a `HypergradInfo`; ``x0`` has the shape of the state.
 
         Called by `value_and_hypergrad` after the warm start of the inner solve
         (``x0`` is already ``state.x`` where the strategy warm-starts). The
