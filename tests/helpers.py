@@ -1,5 +1,9 @@
 """The problem zoo: small problems with closed-form minimisers and hypergradients."""
 
+import contextlib
+import logging
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,3 +32,25 @@ def spd_matrix(n: int, cond: float, seed: int = 0) -> jnp.ndarray:
     q, _ = np.linalg.qr(rng.normal(size=(n, n)))
     eig = np.logspace(-np.log10(cond), 0, n)
     return jnp.asarray((q * eig) @ q.T)
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def compilations():
+    """Collect JAX's "Compiling ..." log messages (one per compiled program) while
+    the block runs: ``with compilations() as messages: ...``."""
+    handler, logger = _Messages(), logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield handler.messages
+    finally:
+        logger.removeHandler(handler)

@@ -1,8 +1,6 @@
 """Cycled 4DVar with a flow-dependent ``B`` (`FourDVarCycling(covariance=CycledB())`):
 the Kalman filter on a linear model, and a better analysis on Lorenz-96."""
 
-import logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +20,7 @@ from assimilax.dynamics import DiscreteDynamics, Lorenz96
 from assimilax.io import twin_experiment
 from assimilax.observations import Identity, Linear, Observations, ScalarNoise
 from assimilax.priors import CovarianceBackground, DiagonalBackground
+from helpers import compilations
 
 
 SOLVER = ax.LBFGS(rtol=1e-10, max_steps=500)
@@ -217,15 +216,6 @@ def test_covariance_models_own_their_state():
     assert FourDVarCycling(template).windows == SDA()
 
 
-class _Messages(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_equal_options_compile_once():
     # The options are Equinox modules, hashed by structure: a second cycle with
     # equal (newly built) objects reuses the compiled scan.
@@ -240,16 +230,11 @@ def test_equal_options_compile_once():
         )
         return cycle(model, observations, xb, method=method, solver=SOLVER)
 
-    handler, logger = _Messages(), logging.getLogger("jax")
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            first = run()
-            compiled = len(handler.messages)
-            second = run()
-    finally:
-        logger.removeHandler(handler)
-    scans = [m for m in handler.messages if m.startswith("Compiling jit(_run)")]
+    with compilations() as messages:
+        first = run()
+        compiled = len(messages)
+        second = run()
+    scans = [m for m in messages if m.startswith("Compiling jit(_run)")]
     assert compiled > 0 and len(scans) == 1, scans
-    assert len(handler.messages) == compiled, handler.messages[compiled:]
+    assert len(messages) == compiled, messages[compiled:]
     np.testing.assert_array_equal(first["analysis"], second["analysis"])

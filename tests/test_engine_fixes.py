@@ -1,8 +1,6 @@
 """Regression tests: an `eqx.nn.MLP` inside `argmin`'s `args`, and `fit` compiling
 its training step once for weak-typed initial parameters (float64)."""
 
-import logging
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 import assimilax as ax
 from assimilax.learning import ColdStart, fit
+from helpers import compilations
 
 
 TARGET = jnp.array([0.4, -0.3, 0.8])
@@ -76,40 +75,23 @@ def _ridge_loss(x, params, window):
     return jnp.mean((x - window["truth"]) ** 2)
 
 
-class _Messages(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_fit_compiles_its_step_once_for_weak_typed_params():
     windows = {"y": jnp.ones((2, 3)), "truth": 0.5 * jnp.ones((2, 3))}
     params = {"log_weight": jnp.log(2.0)}  # weak-typed float64
     assert params["log_weight"].weak_type
-    handler = _Messages()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            result = fit(
-                _ridge_problem,
-                _ridge_loss,
-                params,
-                windows,
-                optimiser=optax.adam(0.1),
-                solver=ax.GradientDescent(learning_rate=0.5, max_steps=100),
-                steps=3,
-                batch_size=2,
-                warm_start=ColdStart(),
-            )
-    finally:
-        logger.removeHandler(handler)
-    compiles = [
-        m for m in handler.messages if m.startswith("Compiling jit(train_step)")
-    ]
+    with compilations() as messages:
+        result = fit(
+            _ridge_problem,
+            _ridge_loss,
+            params,
+            windows,
+            optimiser=optax.adam(0.1),
+            solver=ax.GradientDescent(learning_rate=0.5, max_steps=100),
+            steps=3,
+            batch_size=2,
+            warm_start=ColdStart(),
+        )
+    compiles = [m for m in messages if m.startswith("Compiling jit(train_step)")]
     assert len(compiles) == 1, compiles
     weight = result.params["log_weight"]
     assert weight.dtype == jnp.float64 and not weight.weak_type

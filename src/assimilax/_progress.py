@@ -13,6 +13,8 @@ from typing import Any
 
 import equinox as eqx
 
+from ._kinds import check_kind
+
 
 class AbstractProgressBar:
     """An open meter: `update` after each step, `close` at the end."""
@@ -131,8 +133,10 @@ class TqdmProgress(AbstractProgress):
 
 def check_progress(owner: str, progress: object) -> None:
     """Raise `TypeError` unless `progress` is a progress meter object."""
-    if not isinstance(progress, AbstractProgress):
-        raise TypeError(
-            f"{owner}(progress=...) must be a progress meter such as "
-            f"TqdmProgress() or NoProgress(), got {progress!r}."
-        )
+    check_kind(
+        owner,
+        "progress",
+        progress,
+        AbstractProgress,
+        "a progress meter such as TqdmProgress() or NoProgress()",
+    )

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from .._kinds import check_kind
 from ..bilevel import AbstractInnerSolver, argmin
 from ..costs import AbstractControl, ControlVariable, ThreeDVar
 from ..costs._window import grid_array
@@ -89,12 +90,6 @@ class AbstractCyclingMethod(eqx.Module):
             AbstractControl,
             "ControlVariable() or DirectControl()",
         )
-
-
-def check_kind(owner: str, field: str, value, kind: type, examples: str) -> None:
-    """Raise a `TypeError` naming `owner(field=...)` unless `value` is a `kind`."""
-    if not isinstance(value, kind):
-        raise TypeError(f"{owner}({field}=...) must be {examples}; got {value!r}.")
 
 
 class ThreeDVarCycling(AbstractCyclingMethod):

@@ -3,6 +3,7 @@
 import equinox as eqx
 import numpy as np
 
+from .._kinds import check_kind
 from ..bilevel import argmin
 from ..costs import AbstractControl, ControlVariable, StrongConstraint4DVar
 from ..costs._window import grid_array
@@ -11,7 +12,6 @@ from ._assimilate import cost
 from ._covariances import AbstractBackgroundCovariance, StaticB
 from ._cycling_methods import (
     AbstractCyclingMethod,
-    check_kind,
     WindowAnalysis,
 )
 from ._windows import AbstractWindowScheme, SDA

@@ -13,7 +13,13 @@ import equinox as eqx
 import jax
 from jax.sharding import Mesh
 
+from .._kinds import check_kind
 from ..bilevel import AbstractHypergradient
+
+
+_BATCHINGS = "Vectorised() or Sequential()"
+_STARTS = "WarmStart(), ColdStart() or StrategyDefault()"
+_SAVES = "Checkpoints(directory, every=...) or NoCheckpoints()"
 
 
 class AbstractBatching(eqx.Module):
@@ -60,11 +66,7 @@ class Sequential(AbstractBatching):
 def check_batching(batching: object, mesh: Mesh | None, owner: str) -> None:
     """Raise `TypeError` for a `batching` that is not an `AbstractBatching`, and
     `ValueError` for one that cannot use `mesh`."""
-    if not isinstance(batching, AbstractBatching):
-        raise TypeError(
-            f"{owner}(batching=...) must be Vectorised() or Sequential(), got "
-            f"{batching!r}."
-        )
+    check_kind(owner, "batching", batching, AbstractBatching, _BATCHINGS)
     batching.check_mesh(mesh, owner)
 
 
@@ -114,11 +116,7 @@ class StrategyDefault(AbstractWarmStart):
 
 def check_warm_start(warm_start: object) -> None:
     """Raise `TypeError` unless `warm_start` is an `AbstractWarmStart`."""
-    if not isinstance(warm_start, AbstractWarmStart):
-        raise TypeError(
-            "fit(warm_start=...) must be WarmStart(), ColdStart() or "
-            f"StrategyDefault(), got {warm_start!r}."
-        )
+    check_kind("fit", "warm_start", warm_start, AbstractWarmStart, _STARTS)
 
 
 class AbstractCheckpointing(eqx.Module):
@@ -186,8 +184,4 @@ class Checkpoints(AbstractCheckpointing):
 
 def check_checkpoints(checkpoints: object) -> None:
     """Raise `TypeError` unless `checkpoints` is an `AbstractCheckpointing`."""
-    if not isinstance(checkpoints, AbstractCheckpointing):
-        raise TypeError(
-            "fit(checkpoints=...) must be Checkpoints(directory, every=...) or "
-            f"NoCheckpoints(), got {checkpoints!r}."
-        )
+    check_kind("fit", "checkpoints", checkpoints, AbstractCheckpointing, _SAVES)
