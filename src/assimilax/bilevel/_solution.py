@@ -34,11 +34,15 @@ class LinearSolveInfo(eqx.Module):
     - `num_steps`: iterations of the linear solver (-1 for direct solvers).
     - `residual`: relative residual ``|A w - x̄| / |x̄|`` (computed, not assumed).
     - `failed`: `True` when the solver reported failure or the residual is not finite.
+    - `preconditioned`: `True` when a preconditioner was applied; `False` with
+      `NoPreconditioner`, and where a preconditioner declined for this solve
+      (`LBFGSPreconditioner` when its probe found no gain).
     """
 
     num_steps: IntScalar
     residual: Scalar
     failed: BoolScalar
+    preconditioned: BoolScalar
 
 
 class Solution(eqx.Module):

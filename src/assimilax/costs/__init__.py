@@ -13,4 +13,5 @@ from ._fourdvar import (
     StrongConstraint4DVar as StrongConstraint4DVar,
     WeakConstraint4DVar as WeakConstraint4DVar,
 )
+from ._preconditioner import BackgroundPreconditioner as BackgroundPreconditioner
 from ._threedvar import ThreeDVar as ThreeDVar
