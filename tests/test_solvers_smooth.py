@@ -284,7 +284,7 @@ def test_lbfgs_preconditioner_cuts_cg_iterations():
     # x* = A^{-1} theta and dL/dtheta = A^{-1} (x* - 1).
     exact = np.linalg.solve(np.asarray(hessian), np.asarray(truth) - 1.0)
     solver = LBFGS(max_steps=2000, rtol=1e-10)
-    steps = {}
+    steps, used = {}, {}
     for preconditioner in (
         ax.bilevel.NoPreconditioner(),
         ax.bilevel.LBFGSPreconditioner(),
@@ -304,7 +304,10 @@ def test_lbfgs_preconditioner_cuts_cg_iterations():
         # Inner gradient 1e-10 relative with cond 1e4: |x - x*| ~ 1e-8 relative.
         assert rel_error(grad, exact) <= 1e-6
         steps[type(preconditioner).__name__] = int(info.linear.num_steps)
-    # Measured: 692 without, 636 with the default memory of 10 pairs.
+        used[type(preconditioner).__name__] = bool(info.linear.preconditioned)
+    # Measured: 692 without, 636 with the default memory of 10 pairs (kept by
+    # the probe, which found it ahead after 10 steps).
+    assert used == {"NoPreconditioner": False, "LBFGSPreconditioner": True}
     assert steps["LBFGSPreconditioner"] < steps["NoPreconditioner"]
 
 
