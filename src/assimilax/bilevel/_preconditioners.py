@@ -3,29 +3,29 @@
 A preconditioner is an approximation of the *inverse* Hessian at the inner
 solution, as a positive-definite `lineax` operator; `lx.CG` applies it. Each
 solve reports whether one was applied (`LinearSolveInfo.preconditioned`): a
-preconditioner may decline at run time (`applies`), and then the solve runs
-exactly as without one.
+preconditioner may decline at run time (`LBFGSPreconditioner` does where plain
+CG converges first).
 """
 
 import abc
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
-import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
-from jax.flatten_util import ravel_pytree
 
-from .._custom_types import Args, BoolScalar, Objective, X
+from .._custom_types import Args, BoolScalar, IntScalar, Objective, X
+from ._race import race_cg
 from ._solvers._base import AbstractInnerSolver, InnerState
 
 
 class AbstractPreconditioner(eqx.Module):
     """Builds an approximate inverse Hessian at the inner solution (or `None`).
 
-    Concrete preconditioners implement `build`; `applies` (by default: always)
-    may decline the built operator for one solve, at run time.
+    Concrete preconditioners implement `build`; `solve` (by default: one
+    ``lx.linear_solve`` with the built operator as its ``preconditioner``
+    option) runs the backward linear solve, and may decline the operator at run
+    time.
     """
 
     @abc.abstractmethod
@@ -39,19 +39,29 @@ class AbstractPreconditioner(eqx.Module):
     ) -> lx.AbstractLinearOperator | None:
         """The preconditioner for the solve at ``x``, or `None` for none."""
 
-    def applies(
+    def solve(
         self,
         operator: lx.AbstractLinearOperator,
         vector: X,
         y0: X,
-        preconditioner: lx.AbstractLinearOperator,
-    ) -> BoolScalar:
-        """Whether to apply `preconditioner` (from `build`) to the solve of
-        ``operator w = vector`` started at `y0`: a boolean scalar, `True` here.
-        Where it is `False` the solve runs unpreconditioned, and
-        `LinearSolveInfo.preconditioned` says so."""
-        del operator, vector, y0, preconditioner
-        return jnp.asarray(True)
+        linear_solver: lx.AbstractLinearSolver,
+        built: lx.AbstractLinearOperator | None,
+    ) -> tuple[X, lx.RESULTS, IntScalar, BoolScalar]:
+        """Solve ``operator w = vector`` from `y0` with `linear_solver`, using
+        `built` (from `build`).
+
+        **Returns:** ``(w, result, num_steps, preconditioned)``: the solution (a
+        tree like `vector`), lineax's result code, the solver's iterations (-1
+        for direct solvers) and whether a preconditioner was applied.
+        """
+        options = {"y0": y0}
+        if built is not None:
+            options["preconditioner"] = built
+        sol = lx.linear_solve(
+            operator, vector, linear_solver, options=options, throw=False
+        )
+        num_steps = jnp.asarray(sol.stats.get("num_steps", -1))
+        return sol.value, sol.result, num_steps, jnp.asarray(built is not None)
 
 
 class NoPreconditioner(AbstractPreconditioner):
@@ -84,37 +94,46 @@ class OperatorPreconditioner(AbstractPreconditioner):
 
 class LBFGSPreconditioner(AbstractPreconditioner):
     """The inverse-Hessian approximation kept in the inner `LBFGS` solver's memory,
-    applied only where a short probe shows that it helps.
+    raced against no preconditioner so that it never costs CG iterations.
 
     The L-BFGS curvature pairs collected during the inner solve approximate the
     inverse Hessian (`LBFGS.inverse_hessian_operator`, free to build). That is
-    often *not* a good preconditioner for CG: outside the span of the pairs it is
-    ``gamma I``, a scalar to which CG is invariant; the pairs come from inexact
-    (Wolfe) line-search steps, so they are not Hessian-conjugate and the rank-2m
-    update does not invert the Hessian even on their span; and it perturbs every
-    eigenvalue, which splits the clusters that CG exploits. On a 64-point heat
-    4DVar (`DiffusionBackground`, direct control) the Hessian has 35 distinct
-    eigenvalues (Fourier pairs of a nearly periodic problem), the L-BFGS-
-    preconditioned one 59, and CG needs 71 -> 104 iterations; one pair alone
-    already costs 50% more. So before each solve, `probe_steps` iterations of CG
-    with and without the preconditioner run side by side (their Hessian-vector
-    products batched) and the preconditioner is kept only when it has reduced
-    the CG energy ``0.5 wᵀHw - x̄ᵀw`` (the squared error in the Hessian norm,
-    up to a constant) strictly more; otherwise the solve runs unpreconditioned
-    and `LinearSolveInfo.preconditioned` is `False`. Memory without a usable
-    pair gives the identity, which never wins.
+    often *not* a good preconditioner for CG, and not because of a bug (the
+    operator matches Optax's two-loop recursion and an explicit BFGS product):
+    outside the span of the pairs it is ``gamma I``, a scalar to which CG is
+    invariant; the pairs come from inexact (Wolfe) line-search steps, so they are
+    not Hessian-conjugate and the rank-2m update does not invert the Hessian even
+    on their span (they mostly span the large-eigenvalue directions, which CG
+    resolves fast anyway); and the update perturbs every eigenvalue, splitting
+    the clusters that CG exploits. On a 64-point heat 4DVar
+    (`DiffusionBackground`, direct control) the Hessian has 35 distinct
+    eigenvalues (the Fourier pairs of a nearly periodic problem), the
+    L-BFGS-preconditioned one 59, and CG needs 75 -> 116 iterations; one pair
+    alone already costs 50% more; exact curvature pairs (``y = H s`` at the
+    solution) give the same. Neither a short probe nor the accuracy of the
+    pairs predicted when it helps (measured on heat 1D/2D, Lorenz-96 and a
+    random quadratic).
 
-    **Fields:** `probe_steps` (static, >= 0; default 10). With ``0`` the memory
-    is always applied, unchecked.
+    So with `lx.CG` (`checked=True`, the default) two conjugate-gradient runs
+    advance in lockstep from the same start, one plain and one preconditioned by
+    the memory, their Hessian-vector products batched by `vmap`, with `lx.CG`'s
+    stopping test, tolerances, norm, step cap and residual refresh; the first to
+    converge is returned (the plain one on a tie). `LinearSolveInfo.num_steps`
+    is its iteration count, never more than plain CG's, and
+    `LinearSolveInfo.preconditioned` says which one won. With another lineax
+    solver, or ``checked=False``, the memory is applied unchecked (and reported
+    as applied).
 
-    **Cost:** ``2 probe_steps + 1`` extra Hessian-vector products per solve
-    (``probe_steps + 1`` calls, the pairs batched by `vmap`), then
-    O(memory_size * state) per CG iteration. The probe is a heuristic: it
-    chose the faster option on each problem measured
-    (`benchmarks/preconditioners.py`), but the gains measured were at most about
-    15% of the iterations, which the probe's cost takes back; prefer a
-    preconditioner built from the problem (`assimilax.costs.BackgroundPreconditioner`
-    for 4DVar in direct control).
+    **Fields:** `checked` (static; default `True`).
+
+    **Cost:** each iteration of the race costs two Hessian-vector products
+    (batched: measured 1.2x to 2.1x the time of one on the CPU) plus
+    O(memory_size * state). It saves time only where the memory cuts the
+    iterations by more than that factor, which none of the problems in
+    `benchmarks/preconditioners.py` showed: prefer a preconditioner built from
+    the problem (`assimilax.costs.BackgroundPreconditioner` for 4DVar in direct
+    control). Under `vmap`, the residual refresh every `stabilise_every` steps
+    runs at every step (a batched `lax.cond`).
 
     **Raises:** `ValueError` with any inner solver other than `LBFGS`.
 
@@ -124,14 +143,7 @@ class LBFGSPreconditioner(AbstractPreconditioner):
         quasi-Newton updating*. SIAM J. Optim. 2000.
     """
 
-    probe_steps: int = eqx.field(static=True, default=10)
-
-    def __check_init__(self):
-        if self.probe_steps < 0:
-            raise ValueError(
-                "LBFGSPreconditioner(probe_steps=...) must be >= 0, got "
-                f"{self.probe_steps}."
-            )
+    checked: bool = eqx.field(static=True, default=True)
 
     def build(self, solver, fn, x, args, state):
         del fn, x, args
@@ -144,58 +156,7 @@ class LBFGSPreconditioner(AbstractPreconditioner):
             )
         return inverse_hessian
 
-    def applies(self, operator, vector, y0, preconditioner):
-        if self.probe_steps == 0:
-            return jnp.asarray(True)
-        return probe(operator, vector, y0, preconditioner, self.probe_steps)
-
-
-def probe(
-    operator: lx.AbstractLinearOperator,
-    vector: X,
-    y0: X,
-    preconditioner: lx.AbstractLinearOperator,
-    steps: int,
-) -> BoolScalar:
-    """Whether `steps` iterations of preconditioned CG on ``A w = b`` lower the
-    energy ``0.5 wᵀAw - bᵀw`` strictly more than plain CG from the same `y0`.
-
-    Both runs advance together, their two products with ``A`` batched by `vmap`.
-    Written here rather than with `lx.CG` because lineax returns neither the
-    energy nor a way to run two solves in lockstep; no stopping test (a run that
-    has converged keeps its iterate: zero steps).
-    """
-    b, unravel = ravel_pytree(vector)
-
-    def mv(v):
-        return ravel_pytree(operator.mv(unravel(v)))[0]
-
-    def precondition(r):
-        # Row 0 plain CG, row 1 preconditioned.
-        return jnp.stack([r[0], ravel_pytree(preconditioner.mv(unravel(r[1])))[0]])
-
-    def safe_divide(num, den):
-        ok = den > 0
-        return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
-
-    start = ravel_pytree(y0)[0]
-    r0 = b - mv(start)
-    y = jnp.stack([start, start])
-    r = jnp.stack([r0, r0])
-    z = precondition(r)
-    gamma = jnp.sum(r * z, axis=1)
-
-    def body(_, carry):
-        y, r, p, gamma = carry
-        ap = jax.vmap(mv)(p)
-        alpha = safe_divide(gamma, jnp.sum(p * ap, axis=1))[:, None]
-        y, r = y + alpha * p, r - alpha * ap
-        z = precondition(r)
-        new_gamma = jnp.sum(r * z, axis=1)
-        p = z + safe_divide(new_gamma, gamma)[:, None] * p
-        return y, r, p, new_gamma
-
-    y, r, _, _ = lax.fori_loop(0, steps, body, (y, r, z, gamma))
-    # With A y = b - r: 0.5 yᵀAy - bᵀy = -0.5 (b + r)ᵀ y.
-    energy = -0.5 * jnp.sum((b[None] + r) * y, axis=1)
-    return energy[1] < energy[0]
+    def solve(self, operator, vector, y0, linear_solver, built):
+        if self.checked and isinstance(linear_solver, lx.CG):
+            return race_cg(operator, vector, y0, built, linear_solver)
+        return super().solve(operator, vector, y0, linear_solver, built)

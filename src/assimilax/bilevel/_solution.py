@@ -36,7 +36,7 @@ class LinearSolveInfo(eqx.Module):
     - `failed`: `True` when the solver reported failure or the residual is not finite.
     - `preconditioned`: `True` when a preconditioner was applied; `False` with
       `NoPreconditioner`, and where a preconditioner declined for this solve
-      (`LBFGSPreconditioner` when its probe found no gain).
+      (`LBFGSPreconditioner` where plain CG converged first).
     """
 
     num_steps: IntScalar

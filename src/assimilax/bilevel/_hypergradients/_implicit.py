@@ -16,7 +16,7 @@ import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import PyTree
 
-from ..._custom_types import Args, BoolScalar, IntScalar, Objective, Scalar, X
+from ..._custom_types import Args, IntScalar, Objective, Scalar, X
 from ..._results import RESULTS
 from .._hvp import AbstractHVP, AutodiffHVP
 from .._iterate import iterate_while, stop_gradient_tree
@@ -61,8 +61,9 @@ class Implicit(AbstractHypergradient):
       outer trajectory (the error of the guess is second order in the parameter
       step, against first order for reusing the last adjoint alone).
     - `preconditioner`: `NoPreconditioner()` (default), `OperatorPreconditioner`,
-      `LBFGSPreconditioner()` (reuses the inner L-BFGS memory where a short
-      probe shows that it helps), or one built from the problem, such as
+      `LBFGSPreconditioner()` (reuses the inner L-BFGS memory, raced against
+      plain CG so that it never costs iterations), or one built from the
+      problem, such as
       `assimilax.costs.BackgroundPreconditioner()`. `LinearSolveInfo.preconditioned`
       reports whether one was applied.
     - `damping`: solve ``(H + damping I) w = x̄`` (regularises near-singular H).
@@ -226,30 +227,21 @@ class Implicit(AbstractHypergradient):
         scale = tree_norm(x_bar)
         scale = jnp.where(scale > 0, scale, 1.0)
         unit_b = jtu.tree_map(lambda b: b / scale, x_bar)
-        options = {}
         preconditioner = self.preconditioner.build(solver, fn, x, args, state)
         y0 = jtu.tree_map(jnp.zeros_like, unit_b)
         if history:
             applied = tuple(operator.mv(w) for w in history)
             guess = _warm_start_guess(applied, x_bar, history)
             y0 = jtu.tree_map(lambda g: g / scale, guess)
-            options["y0"] = y0
-        preconditioned = jnp.asarray(False)
-        if preconditioner is not None:
-            # The preconditioner may decline at run time; then the switch below
-            # is the identity, and CG runs exactly as without one.
-            preconditioned = self.preconditioner.applies(
-                operator, unit_b, y0, preconditioner
-            )
-            options["preconditioner"] = _switched(preconditioner, preconditioned)
-        sol = lx.linear_solve(
-            operator, unit_b, self.linear_solver, options=options, throw=False
+        # The preconditioner runs the solve: it may decline its operator at run
+        # time, and reports whether it applied it.
+        value, result, num_steps, preconditioned = self.preconditioner.solve(
+            operator, unit_b, y0, self.linear_solver, preconditioner
         )
-        misfit = tree_norm(jtu.tree_map(jnp.subtract, operator.mv(sol.value), unit_b))
+        misfit = tree_norm(jtu.tree_map(jnp.subtract, operator.mv(value), unit_b))
         residual = misfit  # relative: |A w - x̄| / |x̄| with |unit_b| = 1
-        w = jtu.tree_map(lambda v: v * scale, sol.value)
-        failed = (sol.result != lx.RESULTS.successful) | ~jnp.isfinite(residual)
-        num_steps = jnp.asarray(sol.stats.get("num_steps", -1))
+        w = jtu.tree_map(lambda v: v * scale, value)
+        failed = (result != lx.RESULTS.successful) | ~jnp.isfinite(residual)
         params_bar = jtu.tree_map(
             lambda g: None if g is None else -g, mixed(w), is_leaf=lambda g: g is None
         )
@@ -292,25 +284,6 @@ class Implicit(AbstractHypergradient):
 
         operator = lx.FunctionLinearOperator(matvec, structure, tags)
         return operator, mixed
-
-
-def _switched(
-    preconditioner: lx.AbstractLinearOperator, on: BoolScalar
-) -> lx.AbstractLinearOperator:
-    """`preconditioner` where `on`, else the identity (same structure and tags)."""
-
-    def matvec(v):
-        pv = preconditioner.mv(v)
-        return jtu.tree_map(lambda a, b: jnp.where(on, a, b), pv, v)
-
-    # Keep the operator's own tags, so that lineax still rejects one that is not
-    # tagged positive semidefinite.
-    checks = (
-        (lx.symmetric_tag, lx.is_symmetric),
-        (lx.positive_semidefinite_tag, lx.is_positive_semidefinite),
-    )
-    tags = tuple(tag for tag, holds in checks if holds(preconditioner))
-    return lx.FunctionLinearOperator(matvec, preconditioner.in_structure(), tags)
 
 
 def _warm_start_guess(applied: tuple[X, ...], b: X, history: tuple[X, ...]) -> X:
