@@ -159,3 +159,30 @@ def lorenz96(payload: dict[str, Any], path: Path) -> None:
     ax.set_title("Lorenz-96 (Sakov & Oke 2008): analysis RMSE")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def preconditioners(payload: dict[str, Any], path: Path) -> None:
+    """Backward CG iterations and time relative to no preconditioner, per problem."""
+    plt = _pyplot()
+    cases = payload["cases"]
+    labels = list(dict.fromkeys(r["preconditioner"] for c in cases for r in c["rows"]))
+    fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(labels)
+    for k, label in enumerate(labels):
+        xs, steps, ratios = [], [], []
+        for i, case in enumerate(cases):
+            rows = {r["preconditioner"]: r for r in case["rows"]}
+            if label in rows:
+                xs.append(i + k * width)
+                steps.append(rows[label]["num_steps"])
+                ratios.append(rows[label]["time_s"] / rows["none"]["time_s"])
+        ax_steps.bar(xs, steps, width, label=label)
+        ax_time.bar(xs, ratios, width, label=label)
+    for ax in (ax_steps, ax_time):
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
+        ax.set_xticklabels([c["problem"] for c in cases], fontsize=8)
+    ax_steps.set(ylabel="backward CG iterations", title="Iterations")
+    ax_time.axhline(1.0, color="k", ls="--", lw=1)
+    ax_time.set(ylabel="time / no preconditioner", title="Backward time (median)")
+    ax_steps.legend(fontsize=7)
+    _save(fig, path)

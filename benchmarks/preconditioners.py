@@ -25,12 +25,13 @@ compiled ahead of time and timed in interleaved rounds (median; see
 kept: never more iterations than plain CG, two Hessian-vector products per
 iteration); the L-BFGS memory unchecked (``checked=False``, what
 `LBFGSPreconditioner` did before issue 16);
-`BackgroundPreconditioner()` (``B``); and, on the small problems, an
-`OperatorPreconditioner` holding the exact inverse Hessian (dense, computed
+`BackgroundPreconditioner()` (``B``), unchecked and raced; and, on the small
+problems, an `OperatorPreconditioner` holding the exact inverse Hessian (dense, computed
 beforehand: a reference, not a method). ``rel. diff`` is the hypergradient's
 relative difference from the unpreconditioned one.
 """
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -171,6 +172,7 @@ def preconditioners(problem, x, cfg: Config) -> dict[str, Any]:
         "LBFGS (raced)": LBFGSPreconditioner(),
         "LBFGS memory, unchecked": LBFGSPreconditioner(checked=False),
         "Background (B)": BackgroundPreconditioner(),
+        "Background, raced": BackgroundPreconditioner(checked=True),
     }
     if x.size <= cfg.exact_up_to:
         rows["Operator: exact H⁻¹ (reference)"] = _exact_inverse(problem, x)
@@ -279,15 +281,23 @@ def run(cfg: Config, out: Path | None = RESULTS_PATH, *, verbose: bool = True) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    _common.script_main(
-        argv,
-        __doc__,
-        run,
-        FULL,
-        QUICK,
-        RESULTS_PATH,
-        quick_help="smaller problems, about a minute",
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller problems, about a minute"
     )
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH)
+    parser.add_argument(
+        "--sizes", help="Heat1D n, Lorenz96 n, Heat2D side (comma-separated)"
+    )
+    parser.add_argument("--rounds", type=int, help="timing rounds")
+    options = parser.parse_args(argv)
+    cfg = QUICK if options.quick else FULL
+    if options.sizes:
+        n1, n96, side = (int(v) for v in options.sizes.split(","))
+        cfg = dataclasses.replace(cfg, heat1d_n=n1, lorenz96_n=n96, heat2d_side=side)
+    if options.rounds:
+        cfg = dataclasses.replace(cfg, rounds=options.rounds)
+    run(cfg, options.output)
 
 
 if __name__ == "__main__":

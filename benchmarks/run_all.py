@@ -15,6 +15,9 @@ The benchmarks (`BENCHMARKS`; adding one is one more entry):
 - ``heat2d_scaling``: one 4DVar solve on Heat 2D, time against grid points.
 - ``lorenz96``: cycled 3DVar/4DVar against DAPPER's numbers, and DAPPER's own
   code when it is importable (else our side alone; the report says so).
+- ``preconditioners``: `Implicit`'s backward CG iterations and time per
+  preconditioner (none, L-BFGS memory raced or unchecked, ``B``, exact inverse)
+  on Heat 1D, Lorenz-96 and Heat 2D 4DVar in direct control.
 - ``sharding``: throughput of `fit` with its batch split over 1, 2 and 4 devices
   (optional: skipped where its script is absent).
 
@@ -83,6 +86,9 @@ BENCHMARKS = (
     Benchmark("fourdvar_cost", HERE / "fourdvar_cost.py", plot=_plots.fourdvar_cost),
     Benchmark("heat2d_scaling", HERE / "heat2d_scaling.py", plot=_plots.heat2d_scaling),
     Benchmark("lorenz96", HERE / "lorenz96.py", plot=_plots.lorenz96),
+    Benchmark(
+        "preconditioners", HERE / "preconditioners.py", plot=_plots.preconditioners
+    ),
     Benchmark("sharding", HERE / "sharding.py", optional=True),
 )
 

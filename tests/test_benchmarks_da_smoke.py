@@ -97,3 +97,27 @@ def test_lorenz96_cycled_rows_tiny(monkeypatch):
         "",
         f"{scores[settings]:.3f}",
     ]
+
+
+def test_preconditioners_tiny(tmp_path):
+    preconditioners = load_benchmark("preconditioners")
+    output = tmp_path / "preconditioners.json"
+    preconditioners.main(
+        ["--quick", "--sizes", "16,8,6", "--rounds", "1", "--output", str(output)]
+    )
+    data = json.loads(output.read_text())
+    assert [c["state_size"] for c in data["cases"]] == [16, 8, 36]
+    for case in data["cases"]:
+        assert case["inner_converged"]
+        rows = {r["preconditioner"]: r for r in case["rows"]}
+        assert not any(r["failed"] for r in rows.values())
+        assert not rows["none"]["preconditioned"]
+        assert rows["Background (B)"]["preconditioned"]
+        # The race never takes more iterations than plain CG.
+        assert rows["LBFGS (raced)"]["num_steps"] <= rows["none"]["num_steps"]
+        # With the exact inverse the first step solves (a second may run while
+        # lineax's step test catches up).
+        assert rows["Operator: exact H⁻¹ (reference)"]["num_steps"] <= 2
+        # CG to 1e-6 relative on Hessians of condition <= ~1e3 at these sizes.
+        assert max(r["rel_diff"] for r in rows.values()) < 1e-3
+    assert all(math.isfinite(v) for v in _finite_numbers(data))

@@ -108,6 +108,7 @@ def test_the_suite_lists_every_benchmark(run_all):
         "fourdvar_cost",
         "heat2d_scaling",
         "lorenz96",
+        "preconditioners",
         "sharding",
     ]
     for bench in run_all.BENCHMARKS:
