@@ -255,7 +255,7 @@ def report(payload: dict[str, Any]) -> str:
         "rel. diff",
         "compile s",
     ]
-    return "### Backward solve per preconditioner\n\n" + _common.markdown_table(
+    return "\n### Backward solve per preconditioner\n\n" + _common.markdown_table(
         headers, table
     )
 
