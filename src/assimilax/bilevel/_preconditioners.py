@@ -134,16 +134,17 @@ class LBFGSPreconditioner(AbstractPreconditioner):
     the clusters that CG exploits. On a 64-point heat 4DVar
     (`DiffusionBackground`, direct control) the Hessian has 35 distinct
     eigenvalues (the Fourier pairs of a nearly periodic problem), the
-    L-BFGS-preconditioned one 59, and CG (to 1e-8) needs 75 -> 116 iterations; one pair
-    alone already costs 50% more; exact curvature pairs (``y = H s`` at the
-    solution) give the same. Neither a short probe nor the accuracy of the
+    L-BFGS-preconditioned one 59, and CG (to 1e-8) needs 75 -> 116 iterations;
+    one pair alone already costs 50% more; exact curvature pairs (``y = H s`` at
+    the solution) give the same. Neither a short probe nor the accuracy of the
     pairs predicted when it helps (measured on heat 1D/2D, Lorenz-96 and a
     random quadratic).
 
     So with `lx.CG` (`checked=True`, the default) the solve is a race
     (`solve_raced`): plain CG and CG preconditioned by the memory advance in
     lockstep, and the first to converge is returned. `LinearSolveInfo.num_steps`
-    is its iteration count, never more than plain CG's, and
+    is its iteration count, never more than the plain run's (which repeats
+    `lx.CG`'s iteration: the same count, up to rounding), and
     `LinearSolveInfo.preconditioned` says which one won. With another lineax
     solver, or ``checked=False``, the memory is applied unchecked (and reported
     as applied).
@@ -153,10 +154,11 @@ class LBFGSPreconditioner(AbstractPreconditioner):
     **Cost:** each iteration of the race costs two Hessian-vector products
     (batched: measured 1.2x to 2.1x the time of one on the CPU) plus
     O(memory_size * state). It saves time only where the memory cuts the
-    iterations by more than that factor, which none of the problems in
-    `benchmarks/preconditioners.py` showed: prefer a preconditioner built from
-    the problem (`assimilax.costs.BackgroundPreconditioner` for 4DVar in direct
-    control). Under `vmap`, the residual refresh every `stabilise_every` steps
+    iterations by more than that factor, which in `benchmarks/preconditioners.py`
+    only the smallest Lorenz-96 (n = 20: 21 -> 12 iterations) showed: prefer a
+    preconditioner built from the problem
+    (`assimilax.costs.BackgroundPreconditioner` for 4DVar in direct control).
+    Under `vmap`, the residual refresh every `stabilise_every` steps
     runs at every step (a batched `lax.cond`).
 
     **Raises:** `ValueError` with any inner solver other than `LBFGS`.

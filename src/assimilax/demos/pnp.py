@@ -209,7 +209,7 @@ def fine_tune(setting, network, weight, train, starts, steps, batch_size, key):
         solver=LBFGS,
         # The network runs in float32 (`Precision`), whose round-off in the
         # Hessian-vector products limits the backward solve to ~1e-2 relative;
-        # the inner L-BFGS memory preconditions it.
+        # the inner L-BFGS memory preconditions it where that converges first.
         hypergradient=ax.Implicit(
             linear_solver=lx.CG(rtol=1e-2, atol=1e-8, max_steps=200),
             preconditioner=ax.bilevel.LBFGSPreconditioner(),
