@@ -212,7 +212,7 @@ def fine_tune(setting, network, weight, train, starts, steps, batch_size, key):
         # the inner L-BFGS memory preconditions it where that converges first.
         hypergradient=ax.Implicit(
             linear_solver=lx.CG(rtol=1e-2, atol=1e-8, max_steps=200),
-            preconditioner=ax.bilevel.LBFGSPreconditioner(),
+            preconditioner=ax.LBFGSPreconditioner(),
         ),
         steps=steps,
         batch_size=batch_size,
