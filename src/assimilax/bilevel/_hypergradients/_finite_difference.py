@@ -67,11 +67,14 @@ def _resolve(params, x, residual0, solver, eps):
     # step 2h, so it must be O(eps) smaller than the solver's own tolerance (floored
     # near rounding, where a tighter test could never hold).
     fn, args = params
-    floor = 100 * float(jnp.finfo(jnp.result_type(residual0)).eps)
+    dtype = jnp.result_type(residual0)
+    floor = 100 * float(jnp.finfo(dtype).eps)
+    rtol, atol = solver.tolerances(dtype)
     tight = eqx.tree_at(
         lambda s: (s.rtol, s.atol),
         solver,
-        (jnp.maximum(solver.rtol * eps, floor), solver.atol * eps),
+        (jnp.maximum(rtol * eps, floor), atol * eps),
+        is_leaf=lambda leaf: leaf is None,
     )
     state = tight.init(fn, x, args)
     state = eqx.tree_at(lambda s: s.residual0, state, residual0)

@@ -58,6 +58,8 @@ class GaussNewton(AbstractInnerSolver):
       while hardly slowing convergence.
     - `max_steps`: outer (linearisation) iterations (static). Default 50.
     - `rtol`, `atol`: stop when ``|J^T r| <= atol + rtol * |J^T r(x0)|``.
+      The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
+      float32 (see `AbstractInnerSolver.tolerances`).
 
     `state.extra` holds the total number of linear-solver iterations so far.
 
@@ -79,7 +81,7 @@ class GaussNewton(AbstractInnerSolver):
     linear_solver: lx.AbstractLinearSolver = lx.CG(rtol=1e-6, atol=1e-6, max_steps=100)
     damping: float = 1e-8
     max_steps: int = eqx.field(static=True, default=50)
-    rtol: float = 1e-8
+    rtol: float | None = None
     atol: float = 0.0
 
     def __check_init__(self):
