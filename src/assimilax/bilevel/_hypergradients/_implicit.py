@@ -29,7 +29,13 @@ from .._outer_state import (
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
 from .._solution import LinearSolveInfo, Stats
 from .._solve import prepare, summarise
-from .._solvers._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot
+from .._solvers._base import (
+    AbstractInnerSolver,
+    dtype_rtol,
+    InnerState,
+    tree_norm,
+    tree_vdot,
+)
 from ._base import AbstractHypergradient, OuterLoss
 
 
@@ -45,7 +51,9 @@ class Implicit(AbstractHypergradient):
 
     **Fields:**
 
-    - `linear_solver`: any lineax solver. Default ``lx.CG(rtol=1e-6, atol=1e-6)``:
+    - `linear_solver`: any lineax solver. Default (`None`): ``lx.CG(rtol=tol,
+      atol=tol)`` with ``tol`` 1e-6 in float64 and 2.4e-5 in float32 (the
+      dtype of the solution; `dtype_rtol`), a relative residual each can reach:
       the Hessian at a strict minimum is symmetric positive definite (the PSD tag is
       only valid there, which is why the solve's outcome is checked and reported).
       Also `lx.GMRES`, `lx.BiCGStab` (required for proximal solvers, whose
@@ -76,7 +84,7 @@ class Implicit(AbstractHypergradient):
 
     warm_start_default: ClassVar[bool] = True
 
-    linear_solver: lx.AbstractLinearSolver = lx.CG(rtol=1e-6, atol=1e-6)
+    linear_solver: lx.AbstractLinearSolver | None = None
     hvp: AbstractHVP = AutodiffHVP()
     warm_start: bool = eqx.field(static=True, default=True)
     warm_start_memory: int = eqx.field(static=True, default=4)
@@ -84,7 +92,9 @@ class Implicit(AbstractHypergradient):
     damping: float = 0.0
 
     def __check_init__(self):
-        if not isinstance(self.linear_solver, lx.AbstractLinearSolver):
+        if self.linear_solver is not None and not isinstance(
+            self.linear_solver, lx.AbstractLinearSolver
+        ):
             raise TypeError(
                 "Implicit(linear_solver=...) must be a lineax solver such as "
                 f"lx.CG(rtol=1e-8, atol=1e-8); got {self.linear_solver!r}."
@@ -102,6 +112,14 @@ class Implicit(AbstractHypergradient):
         if isinstance(self.damping, (int, float)) and self.damping < 0:
             raise ValueError(f"Implicit(damping=...) must be >= 0, got {self.damping}.")
 
+    def linear_solver_for(self, dtype) -> lx.AbstractLinearSolver:
+        """The backward solve's lineax solver for a solution of `dtype`: the
+        field, or the default CG with tolerances that follow the dtype."""
+        if self.linear_solver is not None:
+            return self.linear_solver
+        tol = dtype_rtol(1e-6, dtype)
+        return lx.CG(rtol=tol, atol=tol)
+
     def check_differentiable(self, solver: AbstractInnerSolver) -> None:
         """Raise a `ValueError` if this strategy cannot differentiate `solver`.
 
@@ -118,9 +136,13 @@ class Implicit(AbstractHypergradient):
             )
         if solver.optimality_is_gradient:
             return
-        if isinstance(self.linear_solver, _SYMMETRIC_SOLVERS):
+        if self.linear_solver is None or isinstance(
+            self.linear_solver, _SYMMETRIC_SOLVERS
+        ):
+            default = self.linear_solver is None
+            name_solver = "CG" if default else type(self.linear_solver).__name__
             raise ValueError(
-                f"Implicit(linear_solver={type(self.linear_solver).__name__}) needs a "
+                f"Implicit(linear_solver={name_solver}) needs a "
                 f"symmetric system, but {name}'s optimality condition is a fixed-point "
                 "equation with a non-symmetric Jacobian. Use "
                 "Implicit(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-8)) or lx.BiCGStab."
@@ -232,7 +254,11 @@ class Implicit(AbstractHypergradient):
         if preconditioner is not None:
             options["preconditioner"] = preconditioner
         sol = lx.linear_solve(
-            operator, unit_b, self.linear_solver, options=options, throw=False
+            operator,
+            unit_b,
+            self.linear_solver_for(jnp.result_type(*jtu.tree_leaves(x))),
+            options=options,
+            throw=False,
         )
         misfit = tree_norm(jtu.tree_map(jnp.subtract, operator.mv(sol.value), unit_b))
         residual = misfit  # relative: |A w - x̄| / |x̄| with |unit_b| = 1
