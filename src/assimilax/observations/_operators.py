@@ -153,7 +153,9 @@ class Stations(AbstractObservationOperator):
                     "Stations(indices=...) has indices outside "
                     f"grid_shape={grid_shape}."
                 )
-        self.indices = jnp.asarray(indices)
+        # int32 whatever the x64 setting: an int64 array built while x64 is on
+        # and used after it is switched off warns at every gather.
+        self.indices = jnp.asarray(indices, dtype=jnp.int32)
         self.grid_shape = grid_shape
 
     @classmethod

@@ -320,10 +320,18 @@ def _warm_start_guess(applied: tuple[X, ...], b: X, history: tuple[X, ...]) -> X
     rhs = jnp.stack([tree_vdot(u, b) for u in applied])
     # Tikhonov-regularise relative to the Gram diagonal: stored adjoints may be
     # (nearly) collinear, or zero before the memory has filled.
-    ridge = 1e-12 * jnp.max(jnp.diag(gram)) + jnp.finfo(gram.dtype).tiny
+    # The ridge is relative to rounding in the Gram's dtype: 1e-12 alone is below
+    # float32's resolution, and the nearly collinear adjoints of consecutive outer
+    # steps then made the solve return inf/NaN (a float32 `fit` stopped at step 4).
+    info = jnp.finfo(gram.dtype)
+    relative = max(1e-12, 100 * float(info.eps))
+    ridge = relative * jnp.max(jnp.diag(gram)) + info.tiny
     coeffs = jnp.linalg.solve(
         gram + ridge * jnp.eye(len(history), dtype=gram.dtype), rhs
     )
+    # A guess that is not finite (an overflowing Gram) is replaced by the cold
+    # start: never worse than starting from zero.
+    coeffs = jnp.where(jnp.all(jnp.isfinite(coeffs)), coeffs, 0.0)
     return jtu.tree_map(lambda *ws: sum(c * w for c, w in zip(coeffs, ws)), *history)
 
 

@@ -108,7 +108,7 @@ class AbstractInnerSolver(eqx.Module):
             if isinstance(value, (int, float)) and not value >= 0:
                 raise ValueError(f"{owner}({name}=...) must be >= 0, got {value}.")
 
-    def tolerances(self, dtype: Any) -> tuple[float, float]:
+    def tolerances(self, dtype: Any) -> tuple[Any, Any]:
         """``(rtol, atol)`` of the convergence test for iterates of `dtype`: the
         fields as given, with ``rtol=None`` resolved by `dtype_rtol`."""
         rtol = self.rtol
