@@ -175,7 +175,15 @@ def _cycle_rmse():
     )
     first_guess = truth0 + 2.0 * jax.random.normal(keys[2], (10,))
     method = FourDVarCycling(DiagonalBackground(jnp.zeros(10), 0.6), window=2)
-    out = cycle(model, ds, first_guess, method=method, solver=ax.LBFGS(), burn_in=0.5)
+    out = cycle(
+        model,
+        ds,
+        first_guess,
+        method=method,
+        solver=ax.LBFGS(),
+        noise=ScalarNoise(1.0),
+        burn_in=0.5,
+    )
     return float(out["rmse.a"].mean()), out
 
 
