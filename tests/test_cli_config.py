@@ -110,6 +110,7 @@ MODEL_NAME = "[model].name = 'heat_1d' is not known (did you mean 'heat1d'?)"
 HYPERGRADIENT = "[fit].hypergradient = 'implict' is not known"
 NOT_LEARNABLE = "[fit.learn].model.kapa: [model] name = 'heat1d' has no"
 TRUNCATED = '{ name = "truncated", k = 10 }'
+FINITE_POSITIONS = "[observations].positions must hold finite coordinates"
 
 
 @pytest.mark.parametrize(
@@ -127,6 +128,9 @@ TRUNCATED = '{ name = "truncated", k = 10 }'
         ("steps = 30", "steps = 30\nepochs = 2", "[fit] needs exactly one of steps"),
         ("every = 4", "every = 4\nindices = [1]", "exactly one of every, indices"),
         ("n = 64", "n = 64\n[", "is not valid TOML"),
+        # TOML's nan/inf in station coordinates (they used to snap to point 0).
+        ("every = 4", "positions = [0.1, nan, 0.5]", FINITE_POSITIONS),
+        ("every = 4", "positions = [-inf]", FINITE_POSITIONS),
         # Unknown names of a model, solver, strategy, optimiser list the choices.
         ('name = "heat1d"', 'name = "heat_1d"', MODEL_NAME),
         ('name = "heat1d"', 'name = "heat3d"', "choose one of: 'heat1d', 'heat2d'"),
