@@ -316,6 +316,15 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="`window` or `sample` dim"):
         no_windows = xr.Dataset({"y": ("x", np.zeros(3))})
         fit(problem_fn, outer_loss, params, no_windows, steps=2, **common)
+    # An empty stacked dataset is blamed on `data=` (it used to be `validation=`).
+    empty_message = "fit\\(data=...\\) holds no window: its leading window axis has"
+    empty = jax.tree.map(lambda a: a[:0], windows)
+    empty_ds = xr.Dataset({"y": (("window", "x"), np.zeros((0, 3)))})
+    for data in (empty, empty_ds):
+        with pytest.raises(ValueError, match=empty_message):
+            fit(problem_fn, outer_loss, params, data, steps=2, **common)
+    with pytest.raises(ValueError, match="evaluate_outer_loss\\(data=...\\) holds no"):
+        evaluate_outer_loss(problem_fn, outer_loss, params, empty, solver=SOLVER)
     # Under the suite's jaxtyping hook the annotation is checked first; both
     # messages name the argument.
     with pytest.raises(TypeError, match="optimiser"):
