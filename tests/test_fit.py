@@ -32,6 +32,7 @@ from assimilax.learning._step import StepConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fit_scripts import outer_loss, problem_fn, ridge_windows, run, SOLVER  # noqa: E402
+from helpers import compilations  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -127,6 +128,32 @@ def test_evaluate_outer_loss_closed_form_and_failures():
     starved = ax.GradientDescent(learning_rate=0.1, max_steps=2, rtol=1e-12)
     with pytest.raises(RuntimeError, match="12 of 12 inner solves did not converge"):
         evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=starved)
+
+
+def test_evaluate_outer_loss_compiles_once():
+    # A second call with equal arguments (the same `problem_fn` and `outer_loss`,
+    # equal solver and strategy objects, arrays of the same shapes) compiles
+    # nothing: it used to build a fresh `optax.identity()`, a static field hashed
+    # by identity, and recompile every call.
+    windows = ridge_windows()
+    params = {"log_weight": jnp.asarray(-0.5)}
+    first = evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=SOLVER)
+    other = {"log_weight": jnp.asarray(0.2)}
+    with compilations() as messages:
+        again = evaluate_outer_loss(
+            problem_fn, outer_loss, params, windows, solver=SOLVER
+        )
+        evaluate_outer_loss(
+            problem_fn,
+            outer_loss,
+            other,
+            windows,
+            solver=SOLVER,
+            hypergradient=ax.Implicit(),
+        )
+    compiled = [m for m in messages if m.startswith("Compiling")]
+    assert compiled == [], compiled
+    np.testing.assert_array_equal(again, first)
 
 
 def test_map_batching_matches_vmap():
