@@ -155,6 +155,17 @@ def test_unknown_space_dims_are_refused_with_how_to_rename():
         observations_from_dataset(both, noise=NOISE)
 
 
+def test_lat_lon_dims_written_in_x_y_order():
+    ds = _obs_dataset(nx=4, ny=4)
+    obs = observations_from_dataset(ds, noise=NOISE)
+    out = observations_to_dataset(obs, dims=("lon", "lat"))
+    _assert_same_observations(observations_from_dataset(out, noise=NOISE), obs)
+    with pytest.raises(
+        ValueError, match="dims=\\('lat', 'lon'\\) name the first space axis as `y`"
+    ):
+        observations_to_dataset(obs, dims=("lat", "lon"))
+
+
 def test_stations_dataset():
     op = Stations.every(4, 16)
     values = np.arange(12.0).reshape(3, 4)

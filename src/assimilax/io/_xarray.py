@@ -11,6 +11,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._dims import (
     OBS,
     OBS_ATTRS,
+    OTHER_NAMES,
     space_dim_roles,
     SPACE_DIMS,
     STATE,
@@ -110,6 +111,8 @@ def observations_to_dataset(
         state_shape = observations.operator.state_shape
         on_grid = state_shape is None or tuple(state_shape) == values.shape[1:]
         dims = _space_dims(values.ndim - 1) if on_grid else (STATION,)
+    else:
+        _check_dim_order(dims)
     attrs = OBS_ATTRS if attrs is None else attrs
     return _dataset(variable, values, observations.times, dims, coords, attrs)
 
@@ -226,6 +229,18 @@ def _check_sizes(
                 f"`ds['{variable}']` dim `{dim}` has size {size} but the {who} expects "
                 f"{want} (shape {expected})."
             )
+
+
+def _check_dim_order(dims: Sequence[str]) -> None:
+    # The reader puts dims in (x, y) order by name: names in the other order
+    # (e.g. ("lat", "lon") for (x, y) arrays) would not read back as written.
+    roles = [OTHER_NAMES.get(str(d).lower(), d) for d in dims]
+    if X in roles and Y in roles and roles.index(X) > roles.index(Y):
+        raise ValueError(
+            f"dims={tuple(dims)} name the first space axis as `{Y}` and the second "
+            f"as `{X}`, but the arrays are ({TIME}, {X}, {Y}): give "
+            f"dims={tuple(reversed(dims))}."
+        )
 
 
 def _space_dims(ndim: int) -> tuple[str, ...]:
