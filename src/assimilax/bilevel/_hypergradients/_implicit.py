@@ -27,7 +27,7 @@ from .._outer_state import (
     tree_add,
 )
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
-from .._solution import LinearSolveInfo, Stats
+from .._solution import LinearSolveInfo, Solution, Stats
 from .._solve import prepare, summarise
 from .._solvers._base import (
     AbstractInnerSolver,
@@ -165,6 +165,36 @@ class Implicit(AbstractHypergradient):
         x, state, steps = _solve_frozen(fn, solver, x0, args)
         x = _attach_implicit((fn, args), x, state, solver, self, throw)
         return x, state, steps
+
+    def argmin(
+        self,
+        fn: Objective,
+        x0: X,
+        args: Args,
+        *,
+        solver: AbstractInnerSolver,
+        throw: bool,
+    ) -> Solution:
+        # The custom VJP is attached outside the compiled forward solve. Under an
+        # eager `jax.grad`, JAX then calls its backward rule with concrete arrays,
+        # and the backward linear solve runs as a `filter_jit` program of its own:
+        # a failure is one clean `EquinoxRuntimeError` naming the problem. Inside
+        # the forward's jit the rule would be traced into the transposed program,
+        # which JAX runs itself: a failure would print `jax.pure_callback failed`
+        # with a traceback and Equinox's "not using filter_jit" notice. (Under an
+        # outer `jax.jit` that is still so: wrap the caller in `eqx.filter_jit`.)
+        solution, fn = _forward(fn, x0, args, solver, throw)
+        params = (fn, args)
+        if not any(
+            isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(params)
+        ):
+            # Concrete inputs outside any transformation: nothing can differentiate
+            # the result, and an eager custom VJP costs milliseconds per call.
+            return solution
+        x = _attach_implicit(
+            params, solution.value, solution.state, solver, self, throw
+        )
+        return eqx.tree_at(lambda s: s.value, solution, x)
 
     def init_outer_state(self, x: X, stats: Stats) -> OuterState:
         # Zero adjoints of the fixed memory length: the structure that
@@ -372,6 +402,27 @@ def _attach_implicit_bwd(
     residuals, x_bar, perturbed, params, x, state, solver, strategy, throw
 ):
     del residuals, perturbed
+    return _backward(params, x, state, x_bar, solver, strategy, throw)
+
+
+@eqx.filter_jit
+def _forward(fn: Objective, x0: X, args: Args, solver: AbstractInnerSolver, throw):
+    """`Implicit.argmin`'s compiled part: the checked inner solve without
+    derivatives, and `fn` closure-converted (its closed-over arrays are leaves,
+    differentiated by the custom VJP attached outside)."""
+    fn, x0 = prepare(fn, x0, args, solver)
+    x, state, num_steps = _solve_frozen(fn, solver, x0, args)
+    result, stats = summarise(solver, x, state, num_steps)
+    solution = Solution(value=x, result=result, stats=stats, state=state)
+    if throw:
+        solution = result.error_if(solution, result != RESULTS.successful)
+    return solution, fn
+
+
+@eqx.filter_jit
+def _backward(params, x, state, x_bar, solver, strategy, throw):
+    # A jit of its own, so that an eager backward pass raises a failed solve as a
+    # clean `EquinoxRuntimeError` (see `Implicit.argmin`); traced in place otherwise.
     x_bar = _zeros_for_none(x_bar, x)
     params_bar, _, info = strategy.backward(solver, params, x, state, x_bar)
     if throw:
