@@ -308,9 +308,12 @@ class GaussNewton(AbstractInnerSolver):
         accept = (
             finite_step & jnp.isfinite(trial_value) & (decrease | self.converged(state))
         )
+        damping, growth = self._new_damping(
+            accept, actual, predicted, dx_fixed, j_dx, extra
+        )
         new_extra = _GaussNewtonExtra(
-            damping=self._new_damping(accept, actual, predicted, dx_fixed, j_dx, extra),
-            growth=jnp.where(accept, 2, 2 * extra.growth).astype(extra.growth.dtype),
+            damping=damping,
+            growth=growth,
             linear_steps=extra.linear_steps
             + jnp.asarray(num_steps, extra.linear_steps.dtype),
             failed_linear_solves=extra.failed_linear_solves
@@ -329,8 +332,11 @@ class GaussNewton(AbstractInnerSolver):
         )
         return x, new_state
 
-    def _new_damping(self, accept, actual, predicted, dx, j_dx, extra) -> Scalar:
-        mu = lax.stop_gradient(extra.damping)
+    def _new_damping(
+        self, accept, actual, predicted, dx, j_dx, extra
+    ) -> tuple[Scalar, Scalar]:
+        """The damping ``mu`` and growth factor ``nu`` of the next trial."""
+        mu, nu = lax.stop_gradient((extra.damping, extra.growth))
         # Accepted: Nielsen's rule on the gain ratio (1 when the model predicts
         # no reduction: a converged iterate).
         safe = jnp.where(predicted > 0, predicted, 1)
@@ -345,8 +351,13 @@ class GaussNewton(AbstractInnerSolver):
         safe_sq = jnp.where(dx_sq > 0, dx_sq, 1)
         curvature = jnp.where(dx_sq > 0, tree_vdot(j_dx, j_dx) / safe_sq, 0)
         ceiling = jnp.sqrt(jnp.finfo(mu.dtype).max)  # no inf in the matvec
-        mu_reject = jnp.minimum(ceiling, jnp.maximum(extra.growth * mu, curvature))
-        return jnp.where(accept, mu_accept, mu_reject)
+        mu_reject = jnp.minimum(ceiling, jnp.maximum(nu * mu, curvature))
+        # nu is capped: no overflow to inf (and 0 * inf) over many rejections.
+        nu_reject = jnp.minimum(2 * nu, 2**30)
+        return (
+            jnp.where(accept, mu_accept, mu_reject),
+            jnp.where(accept, jnp.full_like(nu, 2), nu_reject),
+        )
 
     def _normalised_solve(self, matvec, rhs):
         # Solve for a unit right-hand side and rescale: lineax's tolerances are
