@@ -1,10 +1,18 @@
 """A small bilevel problem for the `fit` tests, runnable as a script (resume test).
 
 python tests/_fit_scripts.py CHECKPOINT_DIR OUTPUT.npy [--resume] [--sleep S]
+    [--steps N]
+
+With the environment variable ``ASSIMILAX_TEST_SLOW_CHECKPOINTS=SECONDS`` every
+file-system step of a checkpoint write is stretched by that long (a test-only
+hook, patched into this process: the library is unchanged), so that a SIGKILL
+at a random moment usually lands inside a write.
 """
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import jax
 
@@ -83,8 +91,50 @@ def run(checkpoint_dir=None, resume=False, pause=0.0, steps=12):
     )
 
 
+SLOW_CHECKPOINTS = "ASSIMILAX_TEST_SLOW_CHECKPOINTS"
+
+
+def slow_checkpoint_writes(seconds: float) -> None:
+    """Stretch each file-system step of `save_checkpoint` by `seconds`: a file is
+    left half written for that long before it is written whole, a folder loses
+    its files one by one before it is removed, and each rename waits before and
+    after. Patches the private helpers of `assimilax.learning._checkpoint`."""
+    from assimilax.learning import _checkpoint
+
+    write, replace, remove = (
+        _checkpoint._write,
+        _checkpoint._replace,
+        _checkpoint._remove,
+    )
+
+    def slow_write(path, data):
+        with open(path, "wb") as file:
+            file.write(data[: len(data) // 2])
+            file.flush()
+            time.sleep(seconds)
+        write(path, data)
+
+    def slow_replace(source, target):
+        time.sleep(seconds)
+        replace(source, target)
+        time.sleep(seconds)
+
+    def slow_remove(path):
+        for child in sorted(Path(path).glob("*")):
+            child.unlink(missing_ok=True)
+            time.sleep(seconds)
+        remove(path)
+
+    _checkpoint._write = slow_write
+    _checkpoint._replace = slow_replace
+    _checkpoint._remove = slow_remove
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     pause = float(args[args.index("--sleep") + 1]) if "--sleep" in args else 0.0
-    result = run(args[0], resume="--resume" in args, pause=pause)
+    steps = int(args[args.index("--steps") + 1]) if "--steps" in args else 12
+    if os.environ.get(SLOW_CHECKPOINTS):
+        slow_checkpoint_writes(float(os.environ[SLOW_CHECKPOINTS]))
+    result = run(args[0], resume="--resume" in args, pause=pause, steps=steps)
     np.save(args[1], np.asarray(result.params["log_weight"]))

@@ -110,6 +110,7 @@ MODEL_NAME = "[model].name = 'heat_1d' is not known (did you mean 'heat1d'?)"
 HYPERGRADIENT = "[fit].hypergradient = 'implict' is not known"
 NOT_LEARNABLE = "[fit.learn].model.kapa: [model] name = 'heat1d' has no"
 TRUNCATED = '{ name = "truncated", k = 10 }'
+FINITE_POSITIONS = "[observations].positions must hold finite coordinates"
 
 
 @pytest.mark.parametrize(
@@ -127,6 +128,9 @@ TRUNCATED = '{ name = "truncated", k = 10 }'
         ("steps = 30", "steps = 30\nepochs = 2", "[fit] needs exactly one of steps"),
         ("every = 4", "every = 4\nindices = [1]", "exactly one of every, indices"),
         ("n = 64", "n = 64\n[", "is not valid TOML"),
+        # TOML's nan/inf in station coordinates (they used to snap to point 0).
+        ("every = 4", "positions = [0.1, nan, 0.5]", FINITE_POSITIONS),
+        ("every = 4", "positions = [-inf]", FINITE_POSITIONS),
         # Unknown names of a model, solver, strategy, optimiser list the choices.
         ('name = "heat1d"', 'name = "heat_1d"', MODEL_NAME),
         ('name = "heat1d"', 'name = "heat3d"', "choose one of: 'heat1d', 'heat2d'"),
@@ -247,3 +251,53 @@ def test_check_builds_other_problems_and_losses(tmp_path, capsys, changes):
     status, out, err = run(capsys, "check", config)
     assert status == 0, err
     assert "config OK" in out
+
+
+HEAT2D = """
+[model]
+name = "heat2d"
+shape = [6, 6]
+kappa = 0.05
+[observations]
+operator = "mask"
+fraction = 0.5
+noise_std = 0.05
+[background]
+kind = "diagonal"
+std = 1.0
+[problem]
+kind = "strong4dvar"
+[solver]
+name = "gauss_newton"
+max_steps = 3
+"""
+
+
+def test_netcdf_lat_lon_dims_are_read_as_y_x(tmp_path, capsys):
+    """A (time, lat, lon) file on a square grid gives the analysis of the same data
+    stored (time, x, y): the dims are placed by name, not by their file order."""
+    twin = tmp_path / "twin.toml"
+    twin.write_text(HEAT2D + "[data.twin]\ninterval = 0.01\nsteps = 4\n")
+    status, out, err = run(capsys, "assimilate", twin, "--out", tmp_path)
+    assert status == 0, err
+    with xr.open_dataset(tmp_path / "twin.nc") as ds:
+        data = ds[["obs", "truth"]].load()
+    assert data["obs"].dims == ("time", "x", "y")
+    rows = {}
+    geographic = data.rename(x="lon", y="lat").transpose("time", "lat", "lon")
+    unknown = data.rename(x="col", y="row").transpose("time", "row", "col")
+    for name, ds in [("xy", data), ("latlon", geographic), ("unknown", unknown)]:
+        ds.to_netcdf(tmp_path / f"{name}.nc")
+        config = tmp_path / f"{name}.toml"
+        config.write_text(HEAT2D + f'[data]\nnetcdf = "{name}.nc"\n')
+        rows[name] = run(capsys, "assimilate", config, "--out", tmp_path)
+    status, out, err = rows["xy"]
+    assert status == 0, err
+    xy = table_row(out, "window", "0")
+    status, out, err = rows["latlon"]
+    assert status == 0, err
+    assert table_row(out, "window", "0") == xy
+    status, out, err = rows["unknown"]
+    assert status == 2 and "Traceback" not in err
+    assert "variable 'obs': `ds['obs']` has space dims ('row', 'col')" in err, err
+    assert "Rename them: `x` is the first axis of a state" in err, err

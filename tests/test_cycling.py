@@ -191,6 +191,12 @@ def test_cycling_errors():
         cycle(model, ds, first_guess, method=method, t0=-1.0, **kwargs)
     with pytest.raises(ValueError, match="truth=...\\) must hold one state per"):
         cycle(model, ds, first_guess, method=method, truth=np.zeros((3, N)), **kwargs)
+    # A truth DataArray is read by dim names (a dim of another name is refused).
+    site = ds["truth"].rename(x="site")
+    with pytest.raises(
+        ValueError, match="`ds\\['truth'\\]` has space dims \\('site',\\)"
+    ):
+        cycle(model, ds, first_guess, method=method, truth=site, **kwargs)
     with pytest.raises(ValueError, match="window=...\\) must be an int >= 1"):
         FourDVarCycling(background, window=0)
     with pytest.raises(ValueError, match="shift=...\\) must be an int in"):

@@ -1,5 +1,6 @@
 """Bad input raises a clear error that names the problem."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -7,6 +8,7 @@ import pytest
 
 import assimilax as ax
 from assimilax.bilevel._argmin import check_strategy_pair
+from helpers import spd_matrix
 
 
 def quad(x, a):
@@ -137,3 +139,45 @@ def test_implicit_with_cg_refuses_a_non_symmetric_system():
 
     with pytest.raises(ValueError, match="Use Implicit\\(linear_solver=lx.GMRES"):
         jax.grad(loss)(jnp.ones(3))
+
+
+def test_failed_backward_solve_under_grad_is_one_clean_error(capfd, caplog):
+    # Issue 16: under an eager `jax.grad` a failed backward linear solve used to
+    # raise a `JaxRuntimeError` wrapping a callback traceback, log "jax.pure_callback
+    # failed" with another one, and carry Equinox's "not using filter_jit" notice.
+    a = spd_matrix(50, 1e6, seed=4)  # ill-conditioned: one CG step cannot solve it
+    theta = jnp.linspace(-1.0, 1.0, 50)
+    x_star = jnp.linalg.solve(a, theta)  # the inner solve starts converged
+
+    def fn(x, th):
+        return 0.5 * x @ (a @ x) - th @ x
+
+    starved = ax.Implicit(linear_solver=lx.CG(rtol=1e-12, atol=1e-12, max_steps=1))
+    solver = ax.GradientDescent(learning_rate=1.0, max_steps=10, atol=1e-8)
+
+    def outer(th):
+        sol = ax.argmin(fn, x_star, th, solver=solver, hypergradient=starved)
+        return jnp.sum(sol.value**2)
+
+    capfd.readouterr()
+    message = (
+        "The backward linear solve of the implicit hypergradient did not converge.*"
+        "raise the linear solver's `max_steps`"
+    )
+    with pytest.raises(eqx.EquinoxRuntimeError, match=message) as raised:
+        jax.grad(outer)(theta)
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err + caplog.text
+    for noise in ("pure_callback failed", "do not appear to be using"):
+        assert noise not in str(raised.value) and noise not in printed, noise
+    assert "Traceback" not in printed and "CpuCallback" not in str(raised.value)
+    # The same problem without the error: throw=False leaves the gradient to judge.
+    sol_grad = jax.grad(
+        lambda th: jnp.sum(
+            ax.argmin(
+                fn, x_star, th, solver=solver, hypergradient=starved, throw=False
+            ).value
+            ** 2
+        )
+    )(theta)
+    assert sol_grad.shape == (50,)

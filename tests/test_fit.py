@@ -1,6 +1,7 @@
 """`fit`: the outer loop (float64): recovery of a known parameter, warm starts,
 checkpoints and resume after SIGKILL, failures, bad input."""
 
+import json
 import os
 import signal
 import subprocess
@@ -27,11 +28,20 @@ from assimilax.learning import (
     Sequential,
     Vectorised,
 )
+from assimilax.learning._checkpoint import latest_checkpoint
 from assimilax.learning._step import StepConfig
 
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fit_scripts import outer_loss, problem_fn, ridge_windows, run, SOLVER  # noqa: E402
+from _fit_scripts import (  # noqa: E402
+    outer_loss,
+    problem_fn,
+    ridge_windows,
+    run,
+    SLOW_CHECKPOINTS,
+    SOLVER,
+)
+from helpers import compilations  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -129,6 +139,32 @@ def test_evaluate_outer_loss_closed_form_and_failures():
         evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=starved)
 
 
+def test_evaluate_outer_loss_compiles_once():
+    # A second call with equal arguments (the same `problem_fn` and `outer_loss`,
+    # equal solver and strategy objects, arrays of the same shapes) compiles
+    # nothing: it used to build a fresh `optax.identity()`, a static field hashed
+    # by identity, and recompile every call.
+    windows = ridge_windows()
+    params = {"log_weight": jnp.asarray(-0.5)}
+    first = evaluate_outer_loss(problem_fn, outer_loss, params, windows, solver=SOLVER)
+    other = {"log_weight": jnp.asarray(0.2)}
+    with compilations() as messages:
+        again = evaluate_outer_loss(
+            problem_fn, outer_loss, params, windows, solver=SOLVER
+        )
+        evaluate_outer_loss(
+            problem_fn,
+            outer_loss,
+            other,
+            windows,
+            solver=SOLVER,
+            hypergradient=ax.Implicit(),
+        )
+    compiled = [m for m in messages if m.startswith("Compiling")]
+    assert compiled == [], compiled
+    np.testing.assert_array_equal(again, first)
+
+
 def test_map_batching_matches_vmap():
     # `Sequential()` solves a batch's windows one after another (`lax.map`):
     # the same run as the default `Vectorised()`, up to round-off.
@@ -207,34 +243,53 @@ def test_closed_form_optimum():
     np.testing.assert_allclose(np.exp(result.params["log_weight"]), best, rtol=1e-3)
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize(
+    "kills, steps",
+    [
+        (1, 12),
+        # Ten kills of a 40-step run: about three minutes on two busy cores.
+        pytest.param(10, 40, marks=pytest.mark.slow),
+    ],
+)
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, kills, steps):
+    # SIGKILLs at random moments inside checkpoint writes (the script's test-only
+    # hook stretches each file-system step of a write to 20 ms, about 0.25 s a
+    # write) of a run that checkpoints every step, each followed by a resume:
+    # every time the latest checkpoint is readable, and the last resume ends
+    # where an uninterrupted run does. (A crash at each file-system step of a
+    # write in turn: tests/test_checkpoint.py.)
     script = Path(__file__).parent / "_fit_scripts.py"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    first = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(first), str(tmp_path / "unused.npy")]
-        + ["--sleep", "0.05"],
-        env=env,
-    )
-    deadline = time.monotonic() + 240
-    latest = first / "LATEST"
-    while time.monotonic() < deadline:
-        if latest.exists() and latest.read_text().strip() >= "step_00000004":
-            break
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = latest.read_text().strip()
-    assert "step_00000004" <= killed_at < "step_00000012", killed_at
-    resumed = tmp_path / "resumed.npy"
-    subprocess.run(
-        [sys.executable, str(script), str(first), str(resumed), "--resume"],
-        env=env,
-        check=True,
-    )
-    uninterrupted = run(tmp_path / "whole").params["log_weight"]
-    np.testing.assert_allclose(np.load(resumed), uninterrupted, rtol=1e-12)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", SLOW_CHECKPOINTS: "0.02"}
+    folder, out = tmp_path / "killed", tmp_path / "resumed.npy"
+    command = [sys.executable, str(script), str(folder), str(out), "--resume"]
+    command += ["--steps", str(steps)]
+    rng = np.random.default_rng(kills)  # reproducible moments
+    saved_step = 0
+    for _ in range(kills):
+        seen = set(folder.glob(".partial_*"))  # any left by the previous kill
+        writes = 0
+        process = subprocess.Popen(command, env=env)
+        deadline = time.monotonic() + 300
+        # Wait for this run's second checkpoint write to begin (so that a LATEST
+        # exists), then kill it a random moment into that write or the next.
+        while writes < 2:
+            new = set(folder.glob(".partial_*")) - seen
+            writes, seen = writes + len(new), seen | new
+            code = process.poll()
+            assert code is None, f"the run exited ({code}) before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint write began"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.4))
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL, "the run ended before the kill"
+        latest = latest_checkpoint(folder)  # raises if LATEST names a broken one
+        assert latest is not None and (latest / "arrays.eqx").stat().st_size > 0
+        meta = json.loads((latest / "meta.json").read_text())
+        assert saved_step < meta["step"] < steps, (saved_step, meta["step"])
+        saved_step = meta["step"]
+    subprocess.run(command, env=env, check=True)
+    uninterrupted = run(tmp_path / "whole", steps=steps).params["log_weight"]
+    np.testing.assert_allclose(np.load(out), uninterrupted, rtol=1e-12)
 
 
 def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
@@ -316,6 +371,15 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="`window` or `sample` dim"):
         no_windows = xr.Dataset({"y": ("x", np.zeros(3))})
         fit(problem_fn, outer_loss, params, no_windows, steps=2, **common)
+    # An empty stacked dataset is blamed on `data=` (it used to be `validation=`).
+    empty_message = "fit\\(data=...\\) holds no window: its leading window axis has"
+    empty = jax.tree.map(lambda a: a[:0], windows)
+    empty_ds = xr.Dataset({"y": (("window", "x"), np.zeros((0, 3)))})
+    for data in (empty, empty_ds):
+        with pytest.raises(ValueError, match=empty_message):
+            fit(problem_fn, outer_loss, params, data, steps=2, **common)
+    with pytest.raises(ValueError, match="evaluate_outer_loss\\(data=...\\) holds no"):
+        evaluate_outer_loss(problem_fn, outer_loss, params, empty, solver=SOLVER)
     # Under the suite's jaxtyping hook the annotation is checked first; both
     # messages name the argument.
     with pytest.raises(TypeError, match="optimiser"):

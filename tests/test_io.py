@@ -80,6 +80,92 @@ def test_transposed_space_dims():
     np.testing.assert_array_equal(obs.mask, ~np.isnan(ds["obs"].values))
 
 
+def _assert_same_observations(a, b):
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.times, b.times)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"x": "lon", "y": "lat"},
+        {"x": "Longitude", "y": "LATITUDE"},
+        {"x": "x", "y": "lat"},
+    ],
+)
+@pytest.mark.parametrize("order", [("time", "x", "y"), ("time", "y", "x")])
+def test_lat_lon_dims_are_mapped_not_taken_in_file_order(names, order):
+    # A square grid: taking the dims in file order would read the transpose, with
+    # no size mismatch to catch it.
+    ds = _obs_dataset(nx=4, ny=4)
+    reference = observations_from_dataset(ds, noise=NOISE)
+    field = ds.transpose(*order).rename(names)
+    assert field["obs"].dims == tuple(names.get(d, d) for d in order)
+    obs = observations_from_dataset(field, noise=NOISE)
+    _assert_same_observations(obs, reference)
+    # The same for a trajectory, e.g. (time, lat, lon).
+    states = np.random.default_rng(2).normal(size=(3, 4, 4))
+    traj = trajectory_to_dataset(jnp.asarray(states), jnp.arange(3.0))
+    traj = traj.transpose(*order).rename(names)
+    np.testing.assert_array_equal(trajectory_from_dataset(traj)[0], states)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        ({"axis": "X"}, {"axis": "Y"}),
+        ({"standard_name": "longitude"}, {"standard_name": "latitude"}),
+        ({"standard_name": "projection_x_coordinate"}, {"axis": "Y"}),
+        ({"units": "degrees_east"}, {"units": "degrees_north"}),
+    ],
+)
+def test_cf_attrs_place_space_dims(attrs):
+    ds = _obs_dataset(nx=4, ny=4)
+    reference = observations_from_dataset(ds, noise=NOISE)
+    # Names that say nothing, in (time, y, x) order: only the attrs place them.
+    field = ds.assign_coords(
+        x=("x", ds["x"].values, attrs[0]), y=("y", ds["y"].values, attrs[1])
+    )
+    field = field.rename({"x": "nav_b", "y": "nav_a"}).transpose("time", "nav_a", ...)
+    assert field["obs"].dims == ("time", "nav_a", "nav_b")
+    _assert_same_observations(observations_from_dataset(field, noise=NOISE), reference)
+
+
+def test_unknown_space_dims_are_refused_with_how_to_rename():
+    ds = _obs_dataset(nx=4, ny=4).rename({"x": "row", "y": "col"})
+    message = (
+        "`ds\\['obs'\\]` has space dims \\('row', 'col'\\), and assimilax cannot "
+        "tell which axis \\('row', 'col'\\) is. Rename them: `x` is the first axis.*"
+        "ds = ds.rename\\(\\{'row': 'x', 'col': 'y'\\}\\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        observations_from_dataset(ds, noise=NOISE)
+    one_known = _obs_dataset(nx=4, ny=4).rename({"y": "level"})
+    level = "which axis \\('level',\\) is.*rename\\(\\{'level': 'y'\\}\\)"
+    with pytest.raises(ValueError, match=level):
+        observations_from_dataset(one_known, noise=NOISE)
+    with pytest.raises(ValueError, match="`ds\\['state'\\]` has space dims"):
+        trajectory_from_dataset(
+            trajectory_to_dataset(jnp.zeros((2, 3)), jnp.arange(2.0)).rename(x="site")
+        )
+    # Two dims standing for the same axis.
+    both = _obs_dataset(nx=4, ny=4).rename({"y": "lon"})
+    with pytest.raises(ValueError, match="of which \\('x', 'lon'\\) all stand for `x`"):
+        observations_from_dataset(both, noise=NOISE)
+
+
+def test_lat_lon_dims_written_in_x_y_order():
+    ds = _obs_dataset(nx=4, ny=4)
+    obs = observations_from_dataset(ds, noise=NOISE)
+    out = observations_to_dataset(obs, dims=("lon", "lat"))
+    _assert_same_observations(observations_from_dataset(out, noise=NOISE), obs)
+    with pytest.raises(
+        ValueError, match="dims=\\('lat', 'lon'\\) name the first space axis as `y`"
+    ):
+        observations_to_dataset(obs, dims=("lat", "lon"))
+
+
 def test_stations_dataset():
     op = Stations.every(4, 16)
     values = np.arange(12.0).reshape(3, 4)

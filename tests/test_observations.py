@@ -123,6 +123,13 @@ def test_operator_errors():
         Stations.every(0, 10)
     with pytest.raises(ValueError, match="outside the grid range"):
         Stations.nearest(np.array([1.5]), [np.linspace(0.0, 1.0, 5)])
+    # NaN fails every comparison: it used to pass the range check and snap to 0.
+    finite = "positions=...\\) must be finite: station\\(s\\) \\[1\\] have NaN or inf"
+    with pytest.raises(ValueError, match=finite):
+        Stations.nearest(np.array([0.5, np.nan]), [np.linspace(0.0, 1.0, 5)])
+    grid_2d = [np.linspace(0.0, 1.0, 5), np.linspace(0.0, 1.0, 3)]
+    with pytest.raises(ValueError, match=finite):
+        Stations.nearest(np.array([[0.5, 0.5], [0.5, np.inf]]), grid_2d)
     with pytest.raises(ValueError, match="Linear\\(state_shape=\\(2, 2\\)\\)"):
         Linear(jnp.ones((2, 3)), state_shape=(2, 2))
     with pytest.raises(ValueError, match="Linear: the state has shape"):

@@ -131,7 +131,8 @@ def test_gauss_newton_linear_least_squares():
     # Well-conditioned 20x5 system solved to |J^T r| <= 1e-12 |J^T r0|.
     assert rel_error(sol.value, expected) <= 1e-10
     assert int(sol.stats.num_steps) <= 3  # linear residuals: one Newton step + polish
-    assert int(sol.state.extra) > 0  # CG iterations are counted
+    assert int(sol.state.extra.linear_steps) > 0  # CG iterations are counted
+    assert int(sol.state.extra.failed_linear_solves) == 0
 
 
 def test_gauss_newton_rosenbrock_residuals():
@@ -143,10 +144,13 @@ def test_gauss_newton_rosenbrock_residuals():
 
     solver = GaussNewton(residuals=residuals, rtol=1e-12)
     sol = ax.argmin(cost, jnp.array([-1.2, 1.0]), jnp.array(10.0), solver=solver)
-    # Zero-residual problem with an invertible Jacobian: Gauss-Newton is Newton's
-    # method on r = 0, so it converges quadratically, to rounding level.
+    # Zero-residual problem with an invertible Jacobian: once the damping is back
+    # at its floor, Gauss-Newton is Newton's method on r = 0 and converges
+    # quadratically, to rounding level. Before that the damping rejects the
+    # undamped steps that would raise the cost (the first goes from 12.1 to
+    # 1171): 22 steps measured, 4 of them rejected trials.
     np.testing.assert_allclose(sol.value, np.ones(2), atol=1e-10)
-    assert int(sol.stats.num_steps) <= 6
+    assert int(sol.stats.num_steps) <= 30
 
 
 # --- Hypergradients against the closed form --------------------------------------

@@ -87,7 +87,5 @@ def test_a_repeat_call_does_not_compile_the_step_again(name, caplog):
 
 @pytest.mark.parametrize("name", sorted(_trainers()))
 def test_progress_must_be_a_meter(name):
-    with pytest.raises(
-        TypeError, match=rf"{name}\(progress=\.\.\.\) must be a progress"
-    ):
+    with pytest.raises(TypeError, match="progress"):
         _trainers()[name](progress=True)

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import ArrayLike, Float
 
-from .._dims import TRUTH
+from .._dims import space_dim_roles, TIME, TRUTH
 from .._progress import AbstractProgress, check_progress, NoProgress
 from ..bilevel import AbstractInnerSolver
 from ..dynamics import AbstractDynamics
@@ -145,6 +145,8 @@ def cycle(
     if truth is None:
         return ds
     if isinstance(truth, xr.DataArray):
+        # By dim names, not file order (a (time, y, x) truth on a square grid).
+        truth = truth.transpose(TIME, *space_dim_roles(truth, TRUTH))
         truth = truth.sel(time=times, method="nearest", tolerance=1e-6 * interval)
         truth = truth.values
     else:

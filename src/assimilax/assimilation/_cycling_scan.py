@@ -20,10 +20,16 @@ def regular_times(times: np.ndarray, t0: float | None) -> tuple[float, float]:
     """The observation interval, and the first guess's time ``t0``."""
     if times.size < 1:
         raise ValueError("cycle: `observations` hold no observed time.")
+    # Times are stored in the observations' dtype: in float32 each carries a
+    # rounding error of eps * |t|, so intervals far from t = 0 differ by more
+    # than 1e-6 of their length.
+    floating = np.issubdtype(times.dtype, np.floating)
+    eps = float(np.finfo(times.dtype).eps) if floating else 0.0
+    rounding = 8 * eps * float(np.abs(times).max()) if times.size else 0.0
     if times.size > 1:
         steps = np.diff(times)
         interval = float(steps.mean())
-        if np.any(np.abs(steps - interval) > 1e-6 * interval):
+        if np.any(np.abs(steps - interval) > max(1e-6 * interval, rounding)):
             raise ValueError(
                 "cycle: `observations` must be at regular times (one interval "
                 f"between all observed times); got intervals {np.unique(steps)[:4]}."
@@ -33,7 +39,7 @@ def regular_times(times: np.ndarray, t0: float | None) -> tuple[float, float]:
     else:
         interval = float(times[0] - t0)
     t0 = float(times[0] - interval) if t0 is None else float(t0)
-    if abs(times[0] - t0 - interval) > 1e-6 * interval:
+    if abs(times[0] - t0 - interval) > max(1e-6 * interval, rounding):
         raise ValueError(
             f"cycle(t0=...) must be one observation interval ({interval}) before "
             f"the first observation time {float(times[0])}, got {t0}."

@@ -1,12 +1,9 @@
 """`argmin`: the minimiser of ``fn(x, args)``, differentiable w.r.t. ``args``."""
 
-import equinox as eqx
-
 from .._custom_types import Args, Objective, X
 from ._hypergradients._base import AbstractHypergradient
 from ._hypergradients._implicit import Implicit
 from ._solution import Solution
-from ._solve import solve
 from ._solvers._base import AbstractInnerSolver
 
 
@@ -25,7 +22,6 @@ def check_strategy_pair(solver: object, hypergradient: object) -> None:
     hypergradient.check_compatible(solver)
 
 
-@eqx.filter_jit
 def argmin(
     fn: Objective,
     x0: X,
@@ -60,4 +56,6 @@ def argmin(
     `throw=True`) for a failed solve.
     """
     check_strategy_pair(solver, hypergradient)
-    return solve(fn, x0, args, solver, hypergradient, throw)
+    # Compiled by the strategy (by default one `eqx.filter_jit` program): see
+    # `AbstractHypergradient.argmin`.
+    return hypergradient.argmin(fn, x0, args, solver=solver, throw=throw)

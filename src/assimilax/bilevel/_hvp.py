@@ -61,13 +61,16 @@ class FiniteDifferenceHVP(AbstractHVP):
     is unavailable or too costly (the approach of Pedregosa's HOAG and the
     "Graduate Descent" notes). Exact up to rounding on quadratics; O(h²) otherwise.
 
-    **Fields:** `eps`, the relative step (1e-6 suits float64; use ~1e-3 in float32).
+    **Fields:** `eps`, the relative step. Default (`None`): the cube root of the
+    machine epsilon of ``x``'s dtype (6e-6 in float64, 4.9e-3 in float32), which
+    balances the O(h²) truncation error of central differences against the
+    rounding error of the gradients divided by h.
     """
 
-    eps: float = 1e-6
+    eps: float | None = None
 
     def __check_init__(self):
-        if self.eps <= 0:
+        if self.eps is not None and self.eps <= 0:
             raise ValueError(
                 f"FiniteDifferenceHVP(eps=...) must be > 0, got {self.eps}."
             )
@@ -75,7 +78,11 @@ class FiniteDifferenceHVP(AbstractHVP):
     def _step(self, x: X, v: X) -> Array:
         norm_v = tree_norm(v)
         safe = jnp.where(norm_v > 0, norm_v, 1.0)
-        return self.eps * (1.0 + tree_norm(x)) / safe
+        eps = self.eps
+        if eps is None:
+            dtype = jnp.result_type(*jtu.tree_leaves(x))
+            eps = float(jnp.finfo(dtype).eps) ** (1 / 3)
+        return eps * (1.0 + tree_norm(x)) / safe
 
     def hvp(self, objective: Objective2, x: X, params: PyTree, v: X) -> X:
         h = self._step(x, v)

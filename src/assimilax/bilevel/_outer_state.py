@@ -9,6 +9,7 @@ and returns an `OuterState`. Each strategy builds and updates its own (see
 """
 
 import equinox as eqx
+import jax.numpy as jnp
 import jax.tree_util as jtu
 
 from .._custom_types import Scalar, X
@@ -58,7 +59,8 @@ def with_reference(solver: AbstractInnerSolver, reference: Scalar | None):
     """
     if reference is None:
         return solver
-    return eqx.tree_at(lambda s: s.atol, solver, solver.atol + solver.rtol * reference)
+    rtol, atol = solver.tolerances(jnp.result_type(reference))
+    return eqx.tree_at(lambda s: s.atol, solver, atol + rtol * reference)
 
 
 def reference_residual(state: OuterState | None, stats: Stats) -> Scalar:

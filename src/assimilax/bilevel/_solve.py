@@ -73,3 +73,8 @@ def solve(
     if throw:
         solution = result.error_if(solution, result != RESULTS.successful)
     return solution
+
+
+# What `argmin` runs for a strategy that needs nothing outside the compiled program
+# (`AbstractHypergradient.argmin`'s default): the whole solve, one `filter_jit`.
+solve_jit = eqx.filter_jit(solve)

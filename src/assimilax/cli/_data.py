@@ -14,7 +14,7 @@ import jax.random as jr
 import numpy as np
 import xarray as xr
 
-from .._dims import SPACE_DIMS, TIME, X, Y
+from .._dims import space_dim_roles, SPACE_DIMS, TIME, X, Y
 from ..io import observations_from_dataset, trajectory_from_dataset, twin_experiment
 from ._table import ConfigError
 
@@ -62,6 +62,12 @@ def read_netcdf(config, operator, noise, state_shape) -> xr.Dataset:
         )
     keep = {key: name for key, name in names.items() if name in ds.data_vars}
     ds = ds[list(keep.values())].rename({v: k for k, v in keep.items()})
+    # Our names for the space dims (`lat`/`lon`, CF axes): `ordered` then puts
+    # them in (x, y) order by name, not by their order in the file.
+    for key, name in keep.items():
+        with config_context(f"{where}, variable {name!r}"):
+            roles = space_dim_roles(ds[key], name, skip=(WINDOW, TIME))
+            ds = ds.rename({dim: role for dim, role in roles.items() if dim != role})
     if WINDOW not in ds.dims:
         ds = ds.expand_dims(WINDOW)
     for key in ("obs", "truth"):

@@ -174,6 +174,19 @@ def _check_stations(o, where):
                 f"{where}.indices must hold grid indices (integers >= 0): [i, ...] "
                 "on a 1D grid, [[i, j], ...] on a 2D grid"
             )
+    if o["positions"] is not None:
+        # TOML has `nan` and `inf`: without this check they would reach
+        # `Stations.nearest`, whose message does not name the key.
+        array = np.asarray(o["positions"], dtype=object)
+        numbers = all(
+            isinstance(p, (int, float)) and not isinstance(p, bool)
+            for p in array.ravel()
+        )
+        if not numbers or not np.isfinite(array.astype(float)).all():
+            raise ConfigError(
+                f"{where}.positions must hold finite coordinates (no nan or inf): "
+                "[x, ...] on a 1D grid, [[x, y], ...] on a 2D grid"
+            )
     return o
 
 

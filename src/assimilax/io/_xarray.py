@@ -11,6 +11,8 @@ from jaxtyping import Array, ArrayLike, Float
 from .._dims import (
     OBS,
     OBS_ATTRS,
+    OTHER_NAMES,
+    space_dim_roles,
     SPACE_DIMS,
     STATE,
     STATE_ATTRS,
@@ -44,8 +46,11 @@ def observations_from_dataset(
     - `ds`: a Dataset whose `variable` has dims ``(time, x)`` or ``(time, x, y)``
       (observations on the grid: `Identity`, `Mask`) or ``(time, station)``
       (`Stations`, `Linear`), a float `time` coordinate (strictly increasing) and
-      NaN where a value is missing. ``(time, y, x)`` is transposed to
-      ``(time, x, y)``.
+      NaN where a value is missing. Space dims are put in ``(time, x, y)``
+      order whatever their order in the file; `lon`/`longitude` are read as `x`
+      and `lat`/`latitude` as `y`, as is any dim whose coordinate has the CF attr
+      `axis` (``"X"``/``"Y"``), a longitude/latitude or projection x/y
+      `standard_name`, or `units` ``degrees_east``/``degrees_north``.
     - `operator`, `noise`: the observation operator and error model.
     - `variable`: the name of the data variable (default ``"obs"``).
     - `state_shape`: the model's state shape, checked against the operator and
@@ -55,7 +60,8 @@ def observations_from_dataset(
     **Returns:** `Observations` with NaN turned into `mask == False`.
 
     **Raises:** `KeyError` for a missing `variable`; `ValueError` naming the field
-    for a missing `time` dim or coordinate, a space dim whose size does not match
+    for a missing `time` dim or coordinate, a space dim of another name (rename
+    it: ``ds.rename({"row": "x"})``), a space dim whose size does not match
     the operator or model, non-increasing times, times outside `window`; a
     `TypeError` for non-numeric (e.g. datetime) times: convert them to model time.
 
@@ -105,6 +111,8 @@ def observations_to_dataset(
         state_shape = observations.operator.state_shape
         on_grid = state_shape is None or tuple(state_shape) == values.shape[1:]
         dims = _space_dims(values.ndim - 1) if on_grid else (STATION,)
+    else:
+        _check_dim_order(dims)
     attrs = OBS_ATTRS if attrs is None else attrs
     return _dataset(variable, values, observations.times, dims, coords, attrs)
 
@@ -136,6 +144,8 @@ def trajectory_from_dataset(
 ) -> tuple[Float[Array, " time *state"], Float[Array, " time"]]:
     """``(states, times)`` from the variable `name` of `ds` (the inverse of
     `trajectory_to_dataset`), checked against the model's `state_shape` if given.
+    Space dims are read as in `observations_from_dataset` (``(time, x, y)`` order;
+    `lat`/`lon` and CF axis attrs understood; other names refused).
 
     **Raises:** as `observations_from_dataset`; NaN in the trajectory is an error.
     """
@@ -171,10 +181,9 @@ def _data_array(ds: xr.Dataset, variable: str) -> xr.DataArray:
         raise ValueError(
             f"`ds['{variable}']` has a `{TIME}` dim but no `{TIME}` coordinate."
         )
-    space = [d for d in da.dims if d != TIME]
-    if set(space) == {X, Y}:
-        space = [X, Y]
-    return da.transpose(TIME, *space)
+    # Dims are matched by role, not file order: a (time, lat, lon) field on a
+    # square grid would otherwise be read transposed.
+    return da.transpose(TIME, *space_dim_roles(da, variable))
 
 
 def _times(da: xr.DataArray, variable: str) -> np.ndarray:
@@ -220,6 +229,18 @@ def _check_sizes(
                 f"`ds['{variable}']` dim `{dim}` has size {size} but the {who} expects "
                 f"{want} (shape {expected})."
             )
+
+
+def _check_dim_order(dims: Sequence[str]) -> None:
+    # The reader puts dims in (x, y) order by name: names in the other order
+    # (e.g. ("lat", "lon") for (x, y) arrays) would not read back as written.
+    roles = [OTHER_NAMES.get(str(d).lower(), d) for d in dims]
+    if X in roles and Y in roles and roles.index(X) > roles.index(Y):
+        raise ValueError(
+            f"dims={tuple(dims)} name the first space axis as `{Y}` and the second "
+            f"as `{X}`, but the arrays are ({TIME}, {X}, {Y}): give "
+            f"dims={tuple(reversed(dims))}."
+        )
 
 
 def _space_dims(ndim: int) -> tuple[str, ...]:

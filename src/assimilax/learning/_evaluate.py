@@ -14,6 +14,12 @@ from ._step import evaluate, StepConfig
 from ._windows import stack_windows
 
 
+# `StepConfig.optimiser` is a static field, hashed by identity (optax's
+# transformations are tuples of closures): one object for every call, so that
+# equal calls hit `evaluate`'s compilation cache. `evaluate` never uses it.
+_NO_OPTIMISER = optax.identity()
+
+
 def evaluate_outer_loss(
     problem_fn: Callable[[PyTree, PyTree], Any],
     outer_loss: Callable[[PyTree, PyTree, PyTree], Any],
@@ -37,13 +43,17 @@ def evaluate_outer_loss(
     loss). Raises `RuntimeError` when an inner solve did not converge (the loss
     of an unconverged analysis is not the outer loss), naming the windows;
     `TypeError` for a `batching` that is not `Vectorised()`/`Sequential()`.
+
+    Compiled once per ``problem_fn``, ``outer_loss``, solver, strategy, batching
+    and shapes of `params` and `data`: call it again with the same functions
+    (not fresh lambdas) and equal options, and nothing is recompiled.
     """
     windows, _ = stack_windows(data, owner="evaluate_outer_loss")
     check_batching(batching, None, owner="evaluate_outer_loss")
     config = StepConfig(
         problem_fn,
         outer_loss,
-        optax.identity(),
+        _NO_OPTIMISER,
         solver,
         hypergradient,
         batching=batching,

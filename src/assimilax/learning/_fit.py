@@ -162,6 +162,8 @@ def fit(
       state, warm starts, history) every so many steps and at the end; with
       ``resume=True`` continue from the newest checkpoint there (or start fresh
       when there is none), drawing the same batches as an uninterrupted run.
+      A run killed at any moment, even while writing one, leaves the newest
+      complete checkpoint readable.
     - `progress`: `NoProgress()` (default) or `TqdmProgress()`: a bar with the
       loss and the inner solves (plain periodic lines when not on a terminal).
     - `mesh`: a `jax.sharding.Mesh` with an axis named ``"data"``

@@ -326,7 +326,7 @@ def train_learned_gradient_solver(
     batch_size: int,
     key: PRNGKeyArray,
     loss: Callable[[Array, Array, Args], Scalar] = _squared_error,
-    progress: AbstractProgress | object = NoProgress(),
+    progress: AbstractProgress = NoProgress(),
 ) -> tuple[LearnedGradientSolver, np.ndarray]:
     """Train `model` by unrolling its ``K`` steps: supervised, with optax.
 

@@ -316,7 +316,7 @@ def train_lista(
     steps: int,
     batch_size: int,
     key: PRNGKeyArray,
-    progress: AbstractProgress | object = NoProgress(),
+    progress: AbstractProgress = NoProgress(),
 ) -> tuple[LISTA, np.ndarray]:
     """Train `model` by unrolling: reverse mode through all its layers, with optax.
 

@@ -153,6 +153,11 @@ class Checkpoints(AbstractCheckpointing):
     - `every`: steps between checkpoints (>= 1, default 10).
     - `resume`: continue from the newest checkpoint there (or start fresh when
       there is none), drawing the same batches as an uninterrupted run.
+
+    Each checkpoint is a folder ``step_XXXXXXXX`` (``step_XXXXXXXX.N`` for a step
+    saved again), written under a temporary name and renamed when complete; the
+    file ``LATEST`` names the newest and is replaced atomically. A run killed at
+    any moment (SIGKILL, power loss) leaves ``LATEST`` naming a complete one.
     """
 
     directory: str | Path = eqx.field(static=True)

@@ -210,7 +210,7 @@ def pretrain_prior(
     key: PRNGKeyArray,
     validation_fraction: float = 0.1,
     validation_every: int = 1,
-    progress: AbstractProgress | object = NoProgress(),
+    progress: AbstractProgress = NoProgress(),
 ) -> tuple[Standardised, xr.Dataset]:
     """Train a prior's network on historical states, in standardised units.
 

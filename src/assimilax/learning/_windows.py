@@ -22,6 +22,17 @@ def stack_windows(data: Any, owner: str = "fit") -> tuple[PyTree[Array], int]:
     without it are the same for every window and are broadcast), a pytree of
     arrays sharing a leading window axis, or an iterable of per-window pytrees.
     """
+    windows, size = _stack(data, owner)
+    if size == 0:
+        # Caught here, or `split` would blame `validation=` for leaving no window.
+        raise ValueError(
+            f"{owner}(data=...) holds no window: its leading window axis has size 0; "
+            "give at least one assimilation window."
+        )
+    return windows, size
+
+
+def _stack(data: Any, owner: str) -> tuple[PyTree[Array], int]:
     if isinstance(data, xr.Dataset):
         dims = [d for d in WINDOW_DIMS if d in data.dims]
         if not dims:

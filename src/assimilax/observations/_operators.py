@@ -153,7 +153,9 @@ class Stations(AbstractObservationOperator):
                     "Stations(indices=...) has indices outside "
                     f"grid_shape={grid_shape}."
                 )
-        self.indices = jnp.asarray(indices)
+        # int32 whatever the x64 setting: an int64 array built while x64 is on
+        # and used after it is switched off warns at every gather.
+        self.indices = jnp.asarray(indices, dtype=jnp.int32)
         self.grid_shape = grid_shape
 
     @classmethod
@@ -185,8 +187,8 @@ class Stations(AbstractObservationOperator):
 
         `grid` holds one 1D coordinate array per axis (e.g. ``[x]`` or ``[x, y]``);
         `positions` has shape ``(station,)`` (1D) or ``(station, ndim)``. A position
-        outside the range of its axis raises a `ValueError` rather than being moved
-        to the boundary.
+        outside the range of its axis, or not finite (NaN, inf), raises a
+        `ValueError` rather than being moved to a grid point.
         """
         positions = np.asarray(positions, dtype=float)
         positions = positions[:, None] if positions.ndim == 1 else positions
@@ -194,6 +196,15 @@ class Stations(AbstractObservationOperator):
             raise ValueError(
                 f"Stations.nearest: positions of shape {positions.shape} do not match "
                 f"a grid with {len(grid)} axis/axes."
+            )
+        # NaN fails every comparison, so the range check below would let it through
+        # and argmin would snap it to grid point 0.
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                "Stations.nearest(positions=...) must be finite: station(s) "
+                f"{bad.tolist()} have NaN or inf coordinates; drop those stations or "
+                "give their coordinates."
             )
         columns = []
         for axis, coordinate in enumerate(grid):

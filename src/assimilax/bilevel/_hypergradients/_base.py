@@ -9,7 +9,8 @@ import equinox as eqx
 
 from ..._custom_types import Args, IntScalar, Objective, Scalar, X
 from .._outer_state import HypergradInfo, OuterState
-from .._solution import Stats
+from .._solution import Solution, Stats
+from .._solve import solve_jit
 from .._solvers._base import AbstractInnerSolver, InnerState
 from ._reverse import reverse_value_and_grad
 
@@ -60,6 +61,24 @@ class AbstractHypergradient(eqx.Module):
         pytree as ``x0``), the final solver state (its arrays carry no derivative)
         and the number of steps taken, an integer scalar.
         """
+
+    def argmin(
+        self,
+        fn: Objective,
+        x0: X,
+        args: Args,
+        *,
+        solver: AbstractInnerSolver,
+        throw: bool,
+    ) -> Solution:
+        """The whole of `argmin` for this strategy (after its type checks).
+
+        The default is one `eqx.filter_jit` program around `solve`. A strategy
+        overrides it to keep part of its work outside that program (`Implicit`
+        puts its custom VJP outside, so that a failed backward solve under an
+        eager `jax.grad` is raised by a `filter_jit` of its own).
+        """
+        return solve_jit(fn, x0, args, solver, self, throw)
 
     def check_compatible(self, solver: AbstractInnerSolver) -> None:
         """Raise a `ValueError` naming both objects if this pair cannot work."""

@@ -27,9 +27,15 @@ from .._outer_state import (
     tree_add,
 )
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
-from .._solution import LinearSolveInfo, Stats
+from .._solution import LinearSolveInfo, Solution, Stats
 from .._solve import prepare, summarise
-from .._solvers._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot
+from .._solvers._base import (
+    AbstractInnerSolver,
+    dtype_rtol,
+    InnerState,
+    tree_norm,
+    tree_vdot,
+)
 from ._base import AbstractHypergradient, OuterLoss
 
 
@@ -45,7 +51,9 @@ class Implicit(AbstractHypergradient):
 
     **Fields:**
 
-    - `linear_solver`: any lineax solver. Default ``lx.CG(rtol=1e-6, atol=1e-6)``:
+    - `linear_solver`: any lineax solver. Default (`None`): ``lx.CG(rtol=tol,
+      atol=tol)`` with ``tol`` 1e-6 in float64 and 2.4e-5 in float32 (the
+      dtype of the solution; `dtype_rtol`), a relative residual each can reach:
       the Hessian at a strict minimum is symmetric positive definite (the PSD tag is
       only valid there, which is why the solve's outcome is checked and reported).
       Also `lx.GMRES`, `lx.BiCGStab` (required for proximal solvers, whose
@@ -80,7 +88,7 @@ class Implicit(AbstractHypergradient):
 
     warm_start_default: ClassVar[bool] = True
 
-    linear_solver: lx.AbstractLinearSolver = lx.CG(rtol=1e-6, atol=1e-6)
+    linear_solver: lx.AbstractLinearSolver | None = None
     hvp: AbstractHVP = AutodiffHVP()
     warm_start: bool = eqx.field(static=True, default=True)
     warm_start_memory: int = eqx.field(static=True, default=4)
@@ -88,7 +96,9 @@ class Implicit(AbstractHypergradient):
     damping: float = 0.0
 
     def __check_init__(self):
-        if not isinstance(self.linear_solver, lx.AbstractLinearSolver):
+        if self.linear_solver is not None and not isinstance(
+            self.linear_solver, lx.AbstractLinearSolver
+        ):
             raise TypeError(
                 "Implicit(linear_solver=...) must be a lineax solver such as "
                 f"lx.CG(rtol=1e-8, atol=1e-8); got {self.linear_solver!r}."
@@ -106,6 +116,14 @@ class Implicit(AbstractHypergradient):
         if isinstance(self.damping, (int, float)) and self.damping < 0:
             raise ValueError(f"Implicit(damping=...) must be >= 0, got {self.damping}.")
 
+    def linear_solver_for(self, dtype) -> lx.AbstractLinearSolver:
+        """The backward solve's lineax solver for a solution of `dtype`: the
+        field, or the default CG with tolerances that follow the dtype."""
+        if self.linear_solver is not None:
+            return self.linear_solver
+        tol = dtype_rtol(1e-6, dtype)
+        return lx.CG(rtol=tol, atol=tol)
+
     def check_differentiable(self, solver: AbstractInnerSolver) -> None:
         """Raise a `ValueError` if this strategy cannot differentiate `solver`.
 
@@ -122,9 +140,13 @@ class Implicit(AbstractHypergradient):
             )
         if solver.optimality_is_gradient:
             return
-        if isinstance(self.linear_solver, _SYMMETRIC_SOLVERS):
+        if self.linear_solver is None or isinstance(
+            self.linear_solver, _SYMMETRIC_SOLVERS
+        ):
+            default = self.linear_solver is None
+            name_solver = "CG" if default else type(self.linear_solver).__name__
             raise ValueError(
-                f"Implicit(linear_solver={type(self.linear_solver).__name__}) needs a "
+                f"Implicit(linear_solver={name_solver}) needs a "
                 f"symmetric system, but {name}'s optimality condition is a fixed-point "
                 "equation with a non-symmetric Jacobian. Use "
                 "Implicit(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-8)) or lx.BiCGStab."
@@ -147,6 +169,36 @@ class Implicit(AbstractHypergradient):
         x, state, steps = _solve_frozen(fn, solver, x0, args)
         x = _attach_implicit((fn, args), x, state, solver, self, throw)
         return x, state, steps
+
+    def argmin(
+        self,
+        fn: Objective,
+        x0: X,
+        args: Args,
+        *,
+        solver: AbstractInnerSolver,
+        throw: bool,
+    ) -> Solution:
+        # The custom VJP is attached outside the compiled forward solve. Under an
+        # eager `jax.grad`, JAX then calls its backward rule with concrete arrays,
+        # and the backward linear solve runs as a `filter_jit` program of its own:
+        # a failure is one clean `EquinoxRuntimeError` naming the problem. Inside
+        # the forward's jit the rule would be traced into the transposed program,
+        # which JAX runs itself: a failure would print `jax.pure_callback failed`
+        # with a traceback and Equinox's "not using filter_jit" notice. (Under an
+        # outer `jax.jit` that is still so: wrap the caller in `eqx.filter_jit`.)
+        solution, fn = _forward(fn, x0, args, solver, throw)
+        params = (fn, args)
+        if not any(
+            isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(params)
+        ):
+            # Concrete inputs outside any transformation: nothing can differentiate
+            # the result, and an eager custom VJP costs milliseconds per call.
+            return solution
+        x = _attach_implicit(
+            params, solution.value, solution.state, solver, self, throw
+        )
+        return eqx.tree_at(lambda s: s.value, solution, x)
 
     def init_outer_state(self, x: X, stats: Stats) -> OuterState:
         # Zero adjoints of the fixed memory length: the structure that
@@ -235,8 +287,9 @@ class Implicit(AbstractHypergradient):
             y0 = jtu.tree_map(lambda g: g / scale, guess)
         # The preconditioner runs the solve: it may decline its operator at run
         # time, and reports whether it applied it.
+        linear_solver = self.linear_solver_for(jnp.result_type(*jtu.tree_leaves(x)))
         value, result, num_steps, preconditioned = self.preconditioner.solve(
-            operator, unit_b, y0, self.linear_solver, preconditioner
+            operator, unit_b, y0, linear_solver, preconditioner
         )
         misfit = tree_norm(jtu.tree_map(jnp.subtract, operator.mv(value), unit_b))
         residual = misfit  # relative: |A w - x̄| / |x̄| with |unit_b| = 1
@@ -298,10 +351,18 @@ def _warm_start_guess(applied: tuple[X, ...], b: X, history: tuple[X, ...]) -> X
     rhs = jnp.stack([tree_vdot(u, b) for u in applied])
     # Tikhonov-regularise relative to the Gram diagonal: stored adjoints may be
     # (nearly) collinear, or zero before the memory has filled.
-    ridge = 1e-12 * jnp.max(jnp.diag(gram)) + jnp.finfo(gram.dtype).tiny
+    # The ridge is relative to rounding in the Gram's dtype: 1e-12 alone is below
+    # float32's resolution, and the nearly collinear adjoints of consecutive outer
+    # steps then made the solve return inf/NaN (a float32 `fit` stopped at step 4).
+    info = jnp.finfo(gram.dtype)
+    relative = max(1e-12, 100 * float(info.eps))
+    ridge = relative * jnp.max(jnp.diag(gram)) + info.tiny
     coeffs = jnp.linalg.solve(
         gram + ridge * jnp.eye(len(history), dtype=gram.dtype), rhs
     )
+    # A guess that is not finite (an overflowing Gram) is replaced by the cold
+    # start: never worse than starting from zero.
+    coeffs = jnp.where(jnp.all(jnp.isfinite(coeffs)), coeffs, 0.0)
     return jtu.tree_map(lambda *ws: sum(c * w for c, w in zip(coeffs, ws)), *history)
 
 
@@ -342,6 +403,27 @@ def _attach_implicit_bwd(
     residuals, x_bar, perturbed, params, x, state, solver, strategy, throw
 ):
     del residuals, perturbed
+    return _backward(params, x, state, x_bar, solver, strategy, throw)
+
+
+@eqx.filter_jit
+def _forward(fn: Objective, x0: X, args: Args, solver: AbstractInnerSolver, throw):
+    """`Implicit.argmin`'s compiled part: the checked inner solve without
+    derivatives, and `fn` closure-converted (its closed-over arrays are leaves,
+    differentiated by the custom VJP attached outside)."""
+    fn, x0 = prepare(fn, x0, args, solver)
+    x, state, num_steps = _solve_frozen(fn, solver, x0, args)
+    result, stats = summarise(solver, x, state, num_steps)
+    solution = Solution(value=x, result=result, stats=stats, state=state)
+    if throw:
+        solution = result.error_if(solution, result != RESULTS.successful)
+    return solution, fn
+
+
+@eqx.filter_jit
+def _backward(params, x, state, x_bar, solver, strategy, throw):
+    # A jit of its own, so that an eager backward pass raises a failed solve as a
+    # clean `EquinoxRuntimeError` (see `Implicit.argmin`); traced in place otherwise.
     x_bar = _zeros_for_none(x_bar, x)
     params_bar, _, info = strategy.backward(solver, params, x, state, x_bar)
     if throw:

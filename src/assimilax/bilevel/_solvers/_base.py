@@ -54,6 +54,16 @@ def value_and_grad(fn: Objective, x: X, args: Args) -> tuple[Scalar, X]:
     return jax.value_and_grad(fn)(x, args)
 
 
+def dtype_rtol(float64_rtol: float, dtype: Any) -> float:
+    """The default relative tolerance for `dtype`: `float64_rtol` in float64, and
+    no tighter than ``eps ** (2/3)`` of a narrower dtype (2.4e-5 in float32,
+    1e-2 in float16), the relative gradient reduction that rounding still lets a
+    moderately conditioned problem reach there (a tighter default would raise
+    ``inner_max_steps`` on every float32 solve)."""
+    eps = float(jnp.finfo(dtype).eps)
+    return max(float64_rtol, eps ** (2 / 3))
+
+
 class AbstractInnerSolver(eqx.Module):
     """An iterative minimiser of ``fn(x, args)`` over ``x``.
 
@@ -76,9 +86,12 @@ class AbstractInnerSolver(eqx.Module):
     """
 
     max_steps: eqx.AbstractVar[int]
-    rtol: eqx.AbstractVar[float]
+    rtol: eqx.AbstractVar[float | None]
     atol: eqx.AbstractVar[float]
 
+    # `rtol=None` means this value in float64, and in narrower dtypes no tighter
+    # than what their rounding lets a gradient norm reach (`dtype_rtol`).
+    default_rtol: ClassVar[float] = 1e-8
     reverse_differentiable: ClassVar[bool] = True
     optimality_is_gradient: ClassVar[bool] = True
     implicit_differentiable: ClassVar[bool] = True
@@ -94,6 +107,14 @@ class AbstractInnerSolver(eqx.Module):
         for name, value in (("rtol", self.rtol), ("atol", self.atol)):
             if isinstance(value, (int, float)) and not value >= 0:
                 raise ValueError(f"{owner}({name}=...) must be >= 0, got {value}.")
+
+    def tolerances(self, dtype: Any) -> tuple[Any, Any]:
+        """``(rtol, atol)`` of the convergence test for iterates of `dtype`: the
+        fields as given, with ``rtol=None`` resolved by `dtype_rtol`."""
+        rtol = self.rtol
+        if rtol is None:
+            rtol = dtype_rtol(self.default_rtol, dtype)
+        return rtol, self.atol
 
     def inverse_hessian_operator(self, state: InnerState) -> Any:
         """An approximation of the inverse Hessian at the solution built from the
@@ -114,8 +135,9 @@ class AbstractInnerSolver(eqx.Module):
 
     def converged(self, state: InnerState) -> BoolScalar:
         """Convergence test ``residual <= atol + rtol * residual0``: a boolean
-        scalar."""
-        return state.residual <= self.atol + self.rtol * state.residual0
+        scalar (tolerances from `tolerances` for the residual's dtype)."""
+        rtol, atol = self.tolerances(state.residual.dtype)
+        return state.residual <= atol + rtol * state.residual0
 
     def optimality(self, fn: Objective, x: X, args: Args) -> X:
         """The function ``F(x, args)`` that vanishes at the solution (same tree as x).

@@ -45,6 +45,8 @@ class LBFGS(AbstractInnerSolver):
       the zoom search.
     - `max_steps`: iteration cap (static). Default 500.
     - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``.
+      The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
+      float32 (see `AbstractInnerSolver.tolerances`).
 
     **Cost:** per step, a few objective/gradient evaluations inside the line search
     (usually one or two near the solution; the last one is reused as the next
@@ -63,7 +65,7 @@ class LBFGS(AbstractInnerSolver):
         max_linesearch_steps=20, initial_guess_strategy="one"
     )
     max_steps: int = eqx.field(static=True, default=500)
-    rtol: float = 1e-8
+    rtol: float | None = None
     atol: float = 0.0
 
     reverse_differentiable: ClassVar[bool] = False

@@ -24,6 +24,8 @@ class OptaxSolver(AbstractInnerSolver):
     - `max_steps`: iteration cap (static: fixes the length of unrolled loops).
       Default 1000.
     - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``.
+      The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
+      float32 (see `AbstractInnerSolver.tolerances`).
 
     **Cost:** one gradient evaluation per step plus the transformation's own
     arithmetic.
@@ -45,7 +47,7 @@ class OptaxSolver(AbstractInnerSolver):
 
     optimiser: optax.GradientTransformation
     max_steps: int = eqx.field(static=True, default=1000)
-    rtol: float = 1e-8
+    rtol: float | None = None
     atol: float = 0.0
 
     def __check_init__(self):

@@ -62,6 +62,8 @@ class PrimalDual(AbstractInnerSolver):
       (default 0.0, which checks only ``τσ|H|² < 1``).
     - `max_steps` (static), `rtol`, `atol`: stop when the fixed-point residual
       ``sqrt(|x - x⁺|²/τ² + |y - y⁺|²/σ²)`` is ``<= atol + rtol * (its value at x0)``.
+      The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
+      float32 (see `AbstractInnerSolver.tolerances`).
 
     The dual starts at zero. The state's `value` is ``f + g + h∘H`` (indicators
     count as 0); its `grad` is ``grad f``.
@@ -91,7 +93,7 @@ class PrimalDual(AbstractInnerSolver):
     operator_norm: float | None = None
     lipschitz: float = 0.0
     max_steps: int = eqx.field(static=True, default=1000)
-    rtol: float = 1e-8
+    rtol: float | None = None
     atol: float = 0.0
 
     optimality_is_gradient = False

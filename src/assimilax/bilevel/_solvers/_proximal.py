@@ -92,6 +92,8 @@ class ProximalGradient(AbstractInnerSolver):
     - `max_steps`: iteration cap (static).
     - `rtol`, `atol`: stop when the gradient mapping
       ``|x - prox(x - t grad f(x))| / t`` is ``<= atol + rtol * (its value at x0)``.
+      The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
+      float32 (see `AbstractInnerSolver.tolerances`).
       It is zero exactly at a minimiser.
 
     The state's `value` is the full objective ``f + g``; its `grad` is ``grad f``.
@@ -117,7 +119,7 @@ class ProximalGradient(AbstractInnerSolver):
     step_size: ScalarLike
     acceleration: bool = eqx.field(static=True, default=True)
     max_steps: int = eqx.field(static=True, default=1000)
-    rtol: float = 1e-8
+    rtol: float | None = None
     atol: float = 0.0
 
     optimality_is_gradient = False
