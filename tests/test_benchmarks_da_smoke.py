@@ -99,6 +99,9 @@ def test_lorenz96_cycled_rows_tiny(monkeypatch):
     ]
 
 
+# About 70 s on two cores, mostly compiling seven backward solves: slow-marked
+# (CI runs the slow tests) to keep the default suite short.
+@pytest.mark.slow
 def test_preconditioners_tiny(tmp_path):
     preconditioners = load_benchmark("preconditioners")
     output = tmp_path / "preconditioners.json"
