@@ -67,7 +67,18 @@ def solve(
     the result code (raised with `throw`)."""
     fn, x0 = prepare(fn, x0, args, solver)
     x, state, num_steps = hypergradient.solve(fn, solver, x0, args, throw=throw)
-    state = stop_gradient_tree(state)
+    return finish(solver, x, stop_gradient_tree(state), num_steps, throw)
+
+
+def finish(
+    solver: AbstractInnerSolver,
+    x: X,
+    state: InnerState,
+    num_steps: IntScalar,
+    throw: bool,
+) -> Solution:
+    """The `Solution` of a finished inner solve (`x` may carry derivatives; its
+    checks do not), its result code raised with `throw`."""
     result, stats = summarise(solver, stop_gradient_tree(x), state, num_steps)
     solution = Solution(value=x, result=result, stats=stats, state=state)
     if throw:

@@ -28,7 +28,7 @@ from .._outer_state import (
 )
 from .._preconditioners import AbstractPreconditioner, NoPreconditioner
 from .._solution import LinearSolveInfo, Solution, Stats
-from .._solve import prepare, summarise
+from .._solve import finish, prepare
 from .._solvers._base import (
     AbstractInnerSolver,
     dtype_rtol,
@@ -221,9 +221,13 @@ class Implicit(AbstractHypergradient):
         # One backward solve with the cotangent of the outer loss, explicitly
         # (not through `jax.grad`) so that it can start from the stored adjoints
         # and return the new one.
-        fn, x0 = prepare(fn, x0, args, solver)
-        x, inner, num_steps = _solve_frozen(fn, solver, x0, args)
-        result, stats = summarise(solver, x, inner, num_steps)
+        solution, fn = _forward(fn, x0, args, solver, throw=False)
+        x, inner, result, stats = (
+            solution.value,
+            solution.state,
+            solution.result,
+            solution.stats,
+        )
         loss, (x_bar, args_bar_direct) = eqx.filter_value_and_grad(
             lambda xa: outer_loss(*xa)
         )((x, args))
@@ -413,11 +417,7 @@ def _forward(fn: Objective, x0: X, args: Args, solver: AbstractInnerSolver, thro
     differentiated by the custom VJP attached outside)."""
     fn, x0 = prepare(fn, x0, args, solver)
     x, state, num_steps = _solve_frozen(fn, solver, x0, args)
-    result, stats = summarise(solver, x, state, num_steps)
-    solution = Solution(value=x, result=result, stats=stats, state=state)
-    if throw:
-        solution = result.error_if(solution, result != RESULTS.successful)
-    return solution, fn
+    return finish(solver, x, state, num_steps, throw), fn
 
 
 @eqx.filter_jit
