@@ -165,6 +165,48 @@ def test_evaluate_outer_loss_compiles_once():
     np.testing.assert_array_equal(again, first)
 
 
+def _fresh_run(scale: float, steps: int = 3):
+    """A `fit` whose problem function, outer loss and optimiser are built anew
+    on each call (closures over `scale` and an array, as a script would)."""
+    weights = jnp.full(5, scale)
+
+    def fresh_problem_fn(params, window):
+        return problem_fn(params, {"y": weights * window["y"]})
+
+    def fresh_loss(x, params, window):
+        return outer_loss(x, params, window)
+
+    return fit(
+        fresh_problem_fn,
+        fresh_loss,
+        {"log_weight": jnp.asarray(0.0)},
+        ridge_windows(),
+        optimiser=optax.chain(optax.clip(1.0), optax.adam(0.1)),
+        solver=SOLVER,
+        steps=steps,
+        batch_size=3,
+    )
+
+
+def test_second_equal_fit_compiles_nothing():
+    # Issue 15: `fit`'s programs are keyed by the structure of the functions and
+    # the optimiser (code and closed-over values), not by object identity: a
+    # second call with freshly built but equal ones compiles nothing, and a
+    # closed-over value that differs does recompile (and changes the result).
+    first = _fresh_run(1.0)
+    with compilations() as messages:
+        second = _fresh_run(1.0)
+    compiled = [m for m in messages if m.startswith("Compiling")]
+    assert compiled == [], compiled
+    np.testing.assert_array_equal(
+        second.params["log_weight"], first.params["log_weight"]
+    )
+    with compilations() as messages:
+        other = _fresh_run(0.5)
+    assert any("train_step" in m for m in messages), messages
+    assert not np.allclose(other.params["log_weight"], first.params["log_weight"])
+
+
 def test_map_batching_matches_vmap():
     # `Sequential()` solves a batch's windows one after another (`lax.map`):
     # the same run as the default `Vectorised()`, up to round-off.

@@ -19,6 +19,7 @@ from . import (
     plotting as plotting,
     priors as priors,
 )
+from ._compilation_cache import use_compilation_cache as use_compilation_cache
 from ._progress import (
     AbstractProgress as AbstractProgress,
     NoProgress as NoProgress,

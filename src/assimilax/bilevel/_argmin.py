@@ -1,6 +1,7 @@
 """`argmin`: the minimiser of ``fn(x, args)``, differentiable w.r.t. ``args``."""
 
 from .._custom_types import Args, Objective, X
+from .._structure import by_structure
 from ._hypergradients._base import AbstractHypergradient
 from ._hypergradients._implicit import Implicit
 from ._solution import Solution
@@ -57,5 +58,6 @@ def argmin(
     """
     check_strategy_pair(solver, hypergradient)
     # Compiled by the strategy (by default one `eqx.filter_jit` program): see
-    # `AbstractHypergradient.argmin`.
-    return hypergradient.argmin(fn, x0, args, solver=solver, throw=throw)
+    # `AbstractHypergradient.argmin`. `fn` is keyed by its code and closed-over
+    # values, so an equal, freshly built `fn` reuses the compiled program.
+    return hypergradient.argmin(by_structure(fn), x0, args, solver=solver, throw=throw)

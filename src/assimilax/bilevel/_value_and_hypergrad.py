@@ -3,6 +3,7 @@
 import equinox as eqx
 
 from .._custom_types import Args, Objective, Scalar, X
+from .._structure import by_structure
 from ._argmin import check_strategy_pair
 from ._hypergradients._base import AbstractHypergradient, OuterLoss
 from ._hypergradients._implicit import Implicit
@@ -10,7 +11,6 @@ from ._outer_state import HypergradInfo, OuterState, with_reference
 from ._solvers._base import AbstractInnerSolver
 
 
-@eqx.filter_jit
 def value_and_hypergrad(
     outer_loss: OuterLoss,
     fn: Objective,
@@ -45,6 +45,24 @@ def value_and_hypergrad(
     (`AbstractHypergradient.value_and_grad`).
     """
     check_strategy_pair(solver, hypergradient)
+    # Keyed by structure: an equal, freshly built `fn` or `outer_loss` reuses
+    # the compiled step.
+    return _value_and_hypergrad(
+        by_structure(outer_loss),
+        by_structure(fn),
+        x0,
+        args,
+        solver=solver,
+        hypergradient=hypergradient,
+        state=state,
+        throw=throw,
+    )
+
+
+@eqx.filter_jit
+def _value_and_hypergrad(
+    outer_loss, fn, x0, args, *, solver, hypergradient, state, throw
+):
     if state is not None and hypergradient.warm_starts_inner:
         x0 = state.x
         solver = with_reference(solver, state.reference_residual)

@@ -14,7 +14,10 @@ table and writes a netCDF file and a PNG plot (matplotlib) into ``--out``
 (default ``assimilax-output/``). ``assimilate`` and ``fit`` run the experiment a
 TOML config describes (schema: ``docs/cli.md``); a bad config is reported as
 ``assimilax: config error: ...`` with exit status 2. Computations are in
-float64.
+float64. Compiled programs are kept in JAX's persistent compilation cache
+(``--compilation-cache DIR``, default ``$ASSIMILAX_CACHE_DIR`` or
+``~/.cache/assimilax/jax``; ``--no-compilation-cache`` to turn it off), so a
+second run loads them instead of compiling.
 """
 
 import argparse
@@ -41,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="assimilax-output", help="output folder")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
+    _cache_options(demo)
     helps = {
         "assimilate": "analyse every window of the experiment in CONFIG",
         "fit": "learn the parameters named in [fit.learn] of CONFIG",
@@ -55,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(out=None, resume=False, distributed=False, devices=None)
         command.add_argument("config", help="the experiment, a TOML file")
+        _cache_options(command)
         if name == "check":
             continue
         command.add_argument(
@@ -71,6 +76,28 @@ def _parser() -> argparse.ArgumentParser:
             )
             _scaling_options(command)
     return parser
+
+
+def _cache_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "compilation cache",
+        "compiled programs are kept on disk and reused by later runs (JAX's "
+        "persistent compilation cache)",
+    )
+    group.add_argument(
+        "--compilation-cache",
+        default="",
+        metavar="DIR",
+        help="the cache folder (default: $ASSIMILAX_CACHE_DIR or "
+        "~/.cache/assimilax/jax)",
+    )
+    group.add_argument(
+        "--no-compilation-cache",
+        dest="compilation_cache",
+        action="store_const",
+        const=None,
+        help="compile everything anew, keep nothing on disk",
+    )
 
 
 def _scaling_options(command: argparse.ArgumentParser) -> None:
@@ -204,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
     jax.config.update("jax_enable_x64", True)
+    if args.compilation_cache is not None:
+        from .._compilation_cache import use_compilation_cache
+
+        use_compilation_cache(args.compilation_cache or None)
     if args.command != "demo":
         return _run_config(args)
     from ..demos import DEMOS

@@ -14,9 +14,7 @@ from ._step import evaluate, StepConfig
 from ._windows import stack_windows
 
 
-# `StepConfig.optimiser` is a static field, hashed by identity (optax's
-# transformations are tuples of closures): one object for every call, so that
-# equal calls hit `evaluate`'s compilation cache. `evaluate` never uses it.
+# `evaluate` never uses `StepConfig.optimiser`.
 _NO_OPTIMISER = optax.identity()
 
 
@@ -44,9 +42,10 @@ def evaluate_outer_loss(
     of an unconverged analysis is not the outer loss), naming the windows;
     `TypeError` for a `batching` that is not `Vectorised()`/`Sequential()`.
 
-    Compiled once per ``problem_fn``, ``outer_loss``, solver, strategy, batching
-    and shapes of `params` and `data`: call it again with the same functions
-    (not fresh lambdas) and equal options, and nothing is recompiled.
+    Compiled once per structure of ``problem_fn`` and ``outer_loss`` (code and
+    closed-over values, see `fit`), solver, strategy, batching and shapes of
+    `params` and `data`: call it again with equal (even freshly built)
+    functions and options, and nothing is recompiled.
     """
     windows, _ = stack_windows(data, owner="evaluate_outer_loss")
     check_batching(batching, None, owner="evaluate_outer_loss")

@@ -38,7 +38,14 @@ from ._sharding import (
     to_global,
     to_local,
 )
-from ._step import evaluate, initial_states, StepConfig, train_step
+from ._step import (
+    evaluate,
+    indexed_train_step,
+    initial_states,
+    scalar_leaves,
+    StepConfig,
+    train_step,
+)
 from ._windows import batch_indices, split, stack_windows, take
 
 
@@ -60,20 +67,6 @@ def _strong(leaf: Any) -> Any:
     if eqx.is_array_like(leaf):
         return jnp.asarray(leaf, dtype=jnp.result_type(leaf))
     return leaf
-
-
-def _scalar_leaves(trainable: PyTree) -> dict[str, Array]:
-    """Trainable scalar parameters by name (their key path), for the history."""
-    named = {}
-    for path, leaf in jtu.tree_flatten_with_path(trainable)[0]:
-        if eqx.is_array(leaf) and leaf.size == 1:
-            name = jtu.keystr(path).strip(".").replace("']['", ".")
-            name = name.replace("['", "").replace("']", "").replace("[", ".")
-            name = name.replace("]", "").replace(".", "_").strip("_") or "value"
-            # reshape: size-1 arrays of any rank, e.g. the (1,) bias of an
-            # `eqx.nn.MLP` with a scalar output (`float` needs rank 0).
-            named[f"params.{name}"] = leaf.reshape(())
-    return named
 
 
 def _check_arguments(steps, epochs, batch_size, num_train):
@@ -312,36 +305,50 @@ def fit(
             losses = multihost_utils.process_allgather(losses)
         return float(np.mean(losses))
 
+    def one_step(step, trainable_part, opt_state, states):
+        batch = batch_indices(step, num_train, local_batch, batch_key)
+        if mesh is None:  # the batch is gathered inside the compiled step
+            return indexed_train_step(
+                config,
+                trainable_part,
+                static,
+                opt_state,
+                train_windows,
+                states,
+                jnp.asarray(batch),
+            )
+        batch_windows = take(train_windows, batch)
+        batch_states = None if states is None else take(states, batch)
+        batch_windows, batch_states = to_global(
+            (batch_windows, batch_states), mesh, BATCH
+        )
+        scalars = scalar_leaves(trainable_part)
+        trainable_part, opt_state, new_states, record = train_step(
+            config, trainable_part, static, opt_state, batch_windows, batch_states
+        )
+        if states is not None:
+            new_states = to_local(new_states, mesh, BATCH)
+            states = jtu.tree_map(
+                lambda all_, new: all_.at[batch].set(new), states, new_states
+            )
+        return trainable_part, opt_state, states, {**record, **scalars}
+
     bar = progress.open(total=steps, initial=start, desc="fit")
     stopped, last_finite = None, None
     for step in range(start, steps):
         tick = time.perf_counter()
-        batch = batch_indices(step, num_train, local_batch, batch_key)
-        batch_windows = take(train_windows, batch)
-        batch_states = None if states is None else take(states, batch)
-        if mesh is not None:
-            batch_windows, batch_states = to_global(
-                (batch_windows, batch_states), mesh, BATCH
-            )
         current = eqx.combine(trainable_part, static)
         before = (trainable_part, opt_state, states)
-        scalars = {k: float(v) for k, v in _scalar_leaves(trainable_part).items()}
-        trainable_part, opt_state, new_states, record = train_step(
-            config, trainable_part, static, opt_state, batch_windows, batch_states
+        trainable_part, opt_state, states, record = one_step(
+            step, trainable_part, opt_state, states
         )
-        record = {k: float(v) for k, v in record.items()}
-        if states is not None:
-            if mesh is not None:
-                new_states = to_local(new_states, mesh, BATCH)
-            states = jtu.tree_map(
-                lambda all_, new: all_.at[batch].set(new), states, new_states
-            )
+        # One transfer for the whole record (each `float` would wait on its own).
+        record = {k: float(v) for k, v in jax.device_get(record).items()}
         due = valid_windows is not None and (
             (step + 1) % validate_every == 0 or step + 1 == steps
         )
         record["validation_loss"] = validate(current) if due else float("nan")
         record["wall_s"] = time.perf_counter() - tick
-        record.update(scalars)
         finite = bool(record.pop("finite"))
         records.append(record)
         bar.update(

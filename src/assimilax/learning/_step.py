@@ -20,6 +20,7 @@ from jaxtyping import Array, PyTree
 
 from .._promotion import optax_promotion
 from .._results import RESULTS
+from .._structure import by_structure
 from ..bilevel import (
     AbstractHypergradient,
     AbstractInnerSolver,
@@ -35,11 +36,17 @@ from ._sharding import BATCH
 
 
 class StepConfig(eqx.Module):
-    """What stays fixed over a run (static under `jit`)."""
+    """What stays fixed over a run (static under `jit`).
 
-    problem_fn: Callable = eqx.field(static=True)
-    outer_loss: Callable = eqx.field(static=True)
-    optimiser: optax.GradientTransformation = eqx.field(static=True)
+    The functions and the optimiser are compared by structure (`by_structure`):
+    freshly built but equal ones reuse the compiled programs.
+    """
+
+    problem_fn: Callable = eqx.field(static=True, converter=by_structure)
+    outer_loss: Callable = eqx.field(static=True, converter=by_structure)
+    optimiser: optax.GradientTransformation = eqx.field(
+        static=True, converter=by_structure
+    )
     solver: AbstractInnerSolver
     hypergradient: AbstractHypergradient
     # Split each batch over this mesh's `data` axis (`_sharding`); `None`: one device.
@@ -183,6 +190,42 @@ def train_step(config: StepConfig, trainable, static, opt_state, windows, states
         None if states is None else keep_if_finite(new_states, states),
         record,
     )
+
+
+def scalar_leaves(trainable: PyTree) -> dict[str, Array]:
+    """Trainable scalar parameters by name (their key path), for the history."""
+    named = {}
+    for path, leaf in jtu.tree_flatten_with_path(trainable)[0]:
+        if eqx.is_array(leaf) and leaf.size == 1:
+            name = jtu.keystr(path).strip(".").replace("']['", ".")
+            name = name.replace("['", "").replace("']", "").replace("[", ".")
+            name = name.replace("]", "").replace(".", "_").strip("_") or "value"
+            # reshape: size-1 arrays of any rank, e.g. the (1,) bias of an
+            # `eqx.nn.MLP` with a scalar output (`float` needs rank 0).
+            named[f"params.{name}"] = leaf.reshape(())
+    return named
+
+
+@eqx.filter_jit
+def indexed_train_step(
+    config: StepConfig, trainable, static, opt_state, windows, states, index
+):
+    """`train_step` on the windows at `index` (shape ``(batch,)``) of all the
+    training `windows`, with the batch's new warm starts written back into
+    `states` (all windows'), in one program: no per-step work on the host but
+    the call. The record also holds the trainable scalars before the update
+    (``params.NAME``).
+
+    **Returns:** ``(trainable, opt_state, states, record)``.
+    """
+    batch_windows = jtu.tree_map(lambda a: a[index], windows)
+    batch_states = None if states is None else jtu.tree_map(lambda a: a[index], states)
+    new_trainable, new_opt_state, new_states, record = train_step(
+        config, trainable, static, opt_state, batch_windows, batch_states
+    )
+    if states is not None:
+        states = jtu.tree_map(lambda a, new: a.at[index].set(new), states, new_states)
+    return new_trainable, new_opt_state, states, {**record, **scalar_leaves(trainable)}
 
 
 def _solve(config: StepConfig, params, window):

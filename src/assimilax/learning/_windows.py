@@ -123,5 +123,20 @@ def batch_indices(step: int, num: int, batch_size: int, key: Array) -> np.ndarra
     """
     per_epoch = num // batch_size
     epoch, position = divmod(step, per_epoch)
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num))
+    order = _epoch_order(epoch, num, key)
     return order[position * batch_size : (position + 1) * batch_size]
+
+
+# One permutation per epoch, drawn once (not once per step); keyed by the key's
+# data, since typed PRNG keys are not hashable.
+_ORDERS: dict[tuple, np.ndarray] = {}
+
+
+def _epoch_order(epoch: int, num: int, key: Array) -> np.ndarray:
+    tag = (epoch, num, np.asarray(jax.random.key_data(key)).tobytes())
+    if tag not in _ORDERS:
+        if len(_ORDERS) > 64:
+            _ORDERS.clear()
+        folded = jax.random.fold_in(key, epoch)
+        _ORDERS[tag] = np.asarray(jax.random.permutation(folded, num))
+    return _ORDERS[tag]
