@@ -18,6 +18,10 @@ The benchmarks (`BENCHMARKS`; adding one is one more entry):
 - ``preconditioners``: `Implicit`'s backward CG iterations and time per
   preconditioner (none, L-BFGS memory raced or unchecked, ``B``, exact inverse)
   on Heat 1D, Lorenz-96 and Heat 2D 4DVar in direct control.
+- ``compilation``: compile and run time of a first and a second identical
+  `fit` and `cycle` in one process, and of the demos in new processes with a
+  cold and a warm persistent compilation cache.
+- ``fit_overhead``: `fit`'s time per outer step beyond its compiled step.
 - ``sharding``: throughput of `fit` with its batch split over 1, 2 and 4 devices
   (optional: skipped where its script is absent).
 
@@ -89,6 +93,8 @@ BENCHMARKS = (
     Benchmark(
         "preconditioners", HERE / "preconditioners.py", plot=_plots.preconditioners
     ),
+    Benchmark("compilation", HERE / "compilation.py"),
+    Benchmark("fit_overhead", HERE / "fit_overhead.py"),
     Benchmark("sharding", HERE / "sharding.py", optional=True),
 )
 
