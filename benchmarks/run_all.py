@@ -18,6 +18,10 @@ The benchmarks (`BENCHMARKS`; adding one is one more entry):
 - ``preconditioners``: `Implicit`'s backward CG iterations and time per
   preconditioner (none, L-BFGS memory raced or unchecked, ``B``, exact inverse)
   on Heat 1D, Lorenz-96 and Heat 2D 4DVar in direct control.
+- ``peers``: `LBFGS` + `Implicit` against Optimistix's and JAXopt's L-BFGS
+  with implicit differentiation (heat 4DVar, logistic regression, Tikhonov
+  1D/2D): inner steps, time per step, forward and value_and_grad time, compile
+  time, hypergradient error, ratios to the best peer.
 - ``sharding``: throughput of `fit` with its batch split over 1, 2 and 4 devices
   (optional: skipped where its script is absent).
 
@@ -89,6 +93,7 @@ BENCHMARKS = (
     Benchmark(
         "preconditioners", HERE / "preconditioners.py", plot=_plots.preconditioners
     ),
+    Benchmark("peers", HERE / "peers.py"),
     Benchmark("sharding", HERE / "sharding.py", optional=True),
 )
 
