@@ -11,25 +11,17 @@ import optax
 
 from ..._custom_types import Args, Objective, Scalar, X
 from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
-from ._lbfgs_memory import (
-    empty_memory,
-    forget,
-    inverse_hessian_product,
-    Products,
-    remember,
-)
+from ._lbfgs_memory import empty_memory, forget, inverse_hessian_product, remember
 from ._linesearch import AbstractLineSearch, BacktrackingLineSearch, OptaxLineSearch
 
 
 class _LBFGSExtra(eqx.Module):
     # `opt_state[0]` is the curvature memory in Optax's layout
     # (`optax.ScaleByLBFGSState`), so that Optax's `scale_by_lbfgs` can read it;
-    # `opt_state[1]` is the line search's state. `products` holds the pairs'
-    # inner products (`_lbfgs_memory`), `scale` the initial inverse-Hessian
-    # scale gamma, and `x` the current iterate (the newest pair, x - params,
-    # needs it).
+    # `opt_state[1]` is the line search's state. `scale` is the initial
+    # inverse-Hessian scale gamma, and `x` the current iterate (the newest pair,
+    # x - params, needs it).
     opt_state: tuple[Any, Any]
-    products: Products
     scale: Scalar
     x: X
 
@@ -114,21 +106,19 @@ class LBFGS(AbstractInnerSolver):
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
         value, grad = value_and_grad(fn, x, args)
         norm = tree_norm(grad)
-        memory, products = empty_memory(x, self.memory_size)
+        memory = empty_memory(x, self.memory_size)
         # Optax's first step: the gradient scaled to length at most one.
         scale = jnp.minimum(1, 1 / norm).astype(norm.dtype)
         search_state = self._search().init(x)
-        extra = _LBFGSExtra((memory, search_state), products, scale, x)
+        extra = _LBFGSExtra((memory, search_state), scale, x)
         return InnerState(value, grad, norm, norm, extra)
 
     def step(
         self, fn: Objective, x: X, args: Args, state: InnerState
     ) -> tuple[X, InnerState]:
         memory, search_state = state.extra.opt_state
-        memory, products, scale = remember(
-            memory, state.extra.products, state.extra.scale, x, state.grad
-        )
-        direction = inverse_hessian_product(memory, products, scale, state.grad)
+        memory, scale = remember(memory, state.extra.scale, x, state.grad)
+        direction = inverse_hessian_product(memory, scale, state.grad)
         direction = jtu.tree_map(jnp.negative, direction)
         x_new, value, grad, ok, search_state = self._search().search(
             fn, args, x, state.value, state.grad, direction, search_state
@@ -136,7 +126,7 @@ class LBFGS(AbstractInnerSolver):
         # After a failed search, forget the pairs: the next step is along the
         # (scaled) gradient, which a search can always shorten to a decrease.
         memory = forget(memory, ok)
-        extra = _LBFGSExtra((memory, search_state), products, scale, x_new)
+        extra = _LBFGSExtra((memory, search_state), scale, x_new)
         new_state = InnerState(value, grad, tree_norm(grad), state.residual0, extra)
         return x_new, new_state
 
@@ -160,18 +150,14 @@ class LBFGS(AbstractInnerSolver):
         semidefinite, with the input structure of the iterate.
         """
         # The memory plus the newest pair, as the next step would see it.
-        memory, products, scale = remember(
-            state.extra.opt_state[0],
-            state.extra.products,
-            state.extra.scale,
-            state.extra.x,
-            state.grad,
+        memory, scale = remember(
+            state.extra.opt_state[0], state.extra.scale, state.extra.x, state.grad
         )
         gamma = jnp.where(jnp.any(memory.weights_memory != 0), scale, 1)
         gamma = gamma.astype(scale.dtype)
 
         def matvec(v):
-            return inverse_hessian_product(memory, products, gamma, v)
+            return inverse_hessian_product(memory, gamma, v)
 
         structure = jax.eval_shape(lambda: state.grad)
         tags = (lx.symmetric_tag, lx.positive_semidefinite_tag)
