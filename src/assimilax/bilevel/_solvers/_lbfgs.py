@@ -44,7 +44,7 @@ class LBFGS(AbstractInnerSolver):
     - `linesearch`: an `AbstractLineSearch` (default `BacktrackingLineSearch()`),
       or an Optax line search such as
       ``optax.scale_by_zoom_linesearch(max_linesearch_steps=20)`` (strong Wolfe
-      conditions; 1.2x to 2x the time per step in ``benchmarks/peers.py``) or
+      conditions; 1.1x to 1.6x the time per step in ``benchmarks/peers.py``) or
       ``optax.scale_by_backtracking_linesearch(..., store_grad=True)`` (tests
       values only, so it stalls once the decrease is below the round-off of `fn`:
       keep `rtol` above ``sqrt(eps |fn| L) / |grad(x0)|``, ``L`` the largest
