@@ -141,6 +141,23 @@ def test_lbfgs_default_search_reaches_round_off():
     assert float(sol.stats.grad_norm / sol.stats.initial_grad_norm) > 1e-10
 
 
+def test_lbfgs_search_steps_back_from_nan():
+    # A log barrier: NaN outside the unit ball, the minimiser inside near its edge
+    # (on the axis of c, at the root r in (0, 1) of (r - 30)(1 - r^2) + 2r = 0,
+    # r = 0.966). Quasi-Newton steps overshoot the ball (measured: 15 NaN trials
+    # in 17 steps); the search must shrink them and never accept a NaN.
+    c = jnp.array([30.0, 0.0, 0.0])
+
+    def barrier(x, c):
+        return 0.5 * jnp.sum((x - c) ** 2) - jnp.log(1 - jnp.sum(x**2))
+
+    sol = ax.argmin(barrier, jnp.zeros(3), c, solver=LBFGS(rtol=1e-10))
+    radius = np.roots([1.0, -30.0, -3.0, 30.0])
+    r = float(radius[(radius > 0) & (radius < 1)].real[0])
+    # Gradient 1e-10 relative, Hessian eigenvalues >= 1: |x - x*| ~ 1e-9.
+    np.testing.assert_allclose(sol.value, [r, 0.0, 0.0], atol=1e-8)
+
+
 def test_lbfgs_steps_accept_the_full_step_on_a_quadratic():
     # The search tries the full quasi-Newton step first, and it is nearly always
     # accepted: about one evaluation per step.
