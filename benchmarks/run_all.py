@@ -22,6 +22,10 @@ The benchmarks (`BENCHMARKS`; adding one is one more entry):
   `fit` and `cycle` in one process, and of the demos in new processes with a
   cold and a warm persistent compilation cache.
 - ``fit_overhead``: `fit`'s time per outer step beyond its compiled step.
+- ``peers``: `LBFGS` + `Implicit` against Optimistix's and JAXopt's L-BFGS
+  with implicit differentiation (heat 4DVar, logistic regression, Tikhonov
+  1D/2D): inner steps, time per step, forward and value_and_grad time, compile
+  time, hypergradient error, ratios to the best peer.
 - ``sharding``: throughput of `fit` with its batch split over 1, 2 and 4 devices
   (optional: skipped where its script is absent).
 
@@ -95,6 +99,7 @@ BENCHMARKS = (
     ),
     Benchmark("compilation", HERE / "compilation.py"),
     Benchmark("fit_overhead", HERE / "fit_overhead.py"),
+    Benchmark("peers", HERE / "peers.py"),
     Benchmark("sharding", HERE / "sharding.py", optional=True),
 )
 

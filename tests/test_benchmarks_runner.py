@@ -109,6 +109,9 @@ def test_the_suite_lists_every_benchmark(run_all):
         "heat2d_scaling",
         "lorenz96",
         "preconditioners",
+        "compilation",
+        "fit_overhead",
+        "peers",
         "sharding",
     ]
     for bench in run_all.BENCHMARKS:

@@ -9,6 +9,8 @@ measurements come from running the scripts themselves.
 import json
 import math
 
+import pytest
+
 from scripts import load_benchmark
 
 
@@ -73,3 +75,32 @@ def test_hypergradient_memory_benchmark_tiny(tmp_path):
     assert temp[("Implicit(CG)", 40)] <= 1.1 * temp[("Implicit(CG)", 5)]
     assert temp[("Unrolled", 40)] > temp[("Unrolled", 5)]
     assert payload["target"]["holds"] is True
+
+
+@pytest.mark.slow  # ~20 s: it compiles three solvers' forward and backward programs
+def test_peers_benchmark_tiny(tmp_path):
+    bench = load_benchmark("peers")
+    cfg = bench.Config(
+        tikhonov_1d=32,
+        rounds=1,
+        budget_s=0.5,
+        problems=("tikhonov_1d",),
+        compare_zoom=False,
+    )
+    out = tmp_path / "peers.json"
+    bench.run(cfg, out, verbose=False)
+    payload = json.loads(out.read_text())
+    _check_machine(payload)
+    (problem,) = payload["problems"]
+    rows = {row["name"]: row for row in problem["rows"]}
+    assert {bench.OURS, bench.OPTX} <= set(rows)
+    for row in rows.values():
+        numeric = ("forward_s", "value_and_grad_s", "per_step_s", "forward_compile_s")
+        assert all(_finite(row[key]) for key in numeric), row
+        assert row["inner_steps"] >= 1
+        # Every library stops at |grad| <= 1e-8 |grad(x0)| and solves the backward
+        # system by CG to 1e-10: the hypergradient is within ~1e-7 of the closed
+        # form; 1e-5 catches a wrong stopping rule or a broken adjoint.
+        assert row["inner_rel_grad"] <= 1e-8, row
+        assert row["hypergrad_rel_error"] < 1e-5, row
+    assert isinstance(problem["ratios"]["holds"]["value_and_grad"], bool)

@@ -40,6 +40,10 @@ from ._solvers._gauss_newton import GaussNewton as GaussNewton
 from ._solvers._gradient_descent import GradientDescent as GradientDescent
 from ._solvers._gradient_flow import GradientFlow as GradientFlow
 from ._solvers._lbfgs import LBFGS as LBFGS
+from ._solvers._linesearch import (
+    AbstractLineSearch as AbstractLineSearch,
+    BacktrackingLineSearch as BacktrackingLineSearch,
+)
 from ._solvers._optax import OptaxSolver as OptaxSolver
 from ._solvers._primal_dual import PrimalDual as PrimalDual
 from ._solvers._prox import (

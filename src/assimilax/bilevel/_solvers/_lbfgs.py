@@ -1,68 +1,81 @@
-"""L-BFGS with a line search (Optax's), plus its inverse-Hessian operator."""
+"""L-BFGS: a curvature memory in Optax's layout and a line search."""
 
 from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
-import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import lineax as lx
 import optax
 
-from ..._custom_types import Args, Objective, X
-from ..._promotion import optax_promotion as _optax_promotion
-from ._base import AbstractInnerSolver, InnerState, tree_norm, tree_vdot, value_and_grad
+from ..._custom_types import Args, Objective, Scalar, X
+from ._base import AbstractInnerSolver, InnerState, tree_norm, value_and_grad
+from ._lbfgs_memory import empty_memory, forget, inverse_hessian_product, remember
+from ._linesearch import AbstractLineSearch, BacktrackingLineSearch, OptaxLineSearch
 
 
 class _LBFGSExtra(eqx.Module):
-    # Optax's state does not hold the current iterate (only the previous one), and
-    # the newest curvature pair (x - x_prev, g - g_prev) needs it.
-    opt_state: Any
+    # `opt_state[0]` is the curvature memory in Optax's layout
+    # (`optax.ScaleByLBFGSState`), so that Optax's `scale_by_lbfgs` can read it;
+    # `opt_state[1]` is the line search's state. `scale` is the initial
+    # inverse-Hessian scale gamma, and `x` the current iterate (the newest pair,
+    # x - params, needs it).
+    opt_state: tuple[Any, Any]
+    scale: Scalar
     x: X
 
 
 class LBFGS(AbstractInnerSolver):
-    """Limited-memory BFGS with a line search: Optax's `optax.lbfgs`.
+    """Limited-memory BFGS with a line search.
 
     Each step multiplies the gradient by the L-BFGS inverse-Hessian approximation
-    (two-loop recursion over the last `memory_size` curvature pairs) and chooses
-    the step length by a line search (by default Optax's zoom search, which
-    enforces the strong Wolfe conditions).
+    (two-loop recursion over the last `memory_size` curvature pairs, initial
+    matrix ``gamma I`` with ``gamma = s.y / y.y`` of the newest pair) and chooses
+    the step length by a line search, by default `BacktrackingLineSearch`: the
+    full step, shrunk until Armijo's test (or its round-off-robust approximate
+    form) holds. Pairs with ``s.y <= eps |s| |y|`` (negative curvature, rounding
+    noise) are skipped, so every direction is a descent direction.
 
     **Fields:**
 
     - `memory_size`: number of curvature pairs kept (static: fixes array shapes).
       Default 10; memory O(memory_size * state).
-    - `linesearch`: an Optax line-search transformation. Default
-      ``optax.scale_by_zoom_linesearch(max_linesearch_steps=20,
-      initial_guess_strategy="one")`` (Optax's own default for L-BFGS);
-      ``optax.scale_by_backtracking_linesearch(max_backtracking_steps=...)``
-      also works, with ``store_grad=True`` saving one gradient per step. It
-      tests sufficient decrease on values only, so it stalls once the decrease
-      is below the round-off of `fn` (about ``|grad| <= sqrt(eps |fn| L)``,
-      ``L`` the largest Hessian eigenvalue): keep `rtol` above that, or use
-      the zoom search.
+    - `linesearch`: an `AbstractLineSearch` (default `BacktrackingLineSearch()`),
+      or an Optax line search such as
+      ``optax.scale_by_zoom_linesearch(max_linesearch_steps=20)`` (strong Wolfe
+      conditions; 1.1x to 1.6x the time per step in ``benchmarks/peers.py``) or
+      ``optax.scale_by_backtracking_linesearch(..., store_grad=True)`` (tests
+      values only, so it stalls once the decrease is below the round-off of `fn`:
+      keep `rtol` above ``sqrt(eps |fn| L) / |grad(x0)|``, ``L`` the largest
+      Hessian eigenvalue).
     - `max_steps`: iteration cap (static). Default 500.
     - `rtol`, `atol`: stop when ``|grad| <= atol + rtol * |grad(x0)|``.
       The default ``rtol=None`` follows the dtype: 1e-8 in float64, 2.4e-5 in
       float32 (see `AbstractInnerSolver.tolerances`).
 
-    **Cost:** per step, a few objective/gradient evaluations inside the line search
-    (usually one or two near the solution; the last one is reused as the next
-    state) and O(memory_size * state) vector arithmetic. Superlinear-like
+    The memory is kept in Optax's layout (``state.extra.opt_state[0]`` is an
+    `optax.ScaleByLBFGSState`), but the two-loop recursion is ours: Optax's
+    counts every pair, and without a Wolfe search a pair can have ``s.y <= 0``.
+
+    **Cost:** per step, one objective-and-gradient evaluation per line-search
+    trial (usually one: the full step is accepted; measured 1.05 to 1.15 per
+    step), and O(memory_size * state) vector arithmetic. Superlinear-like
     convergence on smooth, well-scaled problems; the method of choice for smooth
     inner problems of moderate size.
 
     **Limits:** the line search is a `while_loop` of data-dependent length, so the
     steps are not reverse-differentiable: `Unrolled` and `Truncated` are refused.
     Use `Implicit()` (optionally with `LBFGSPreconditioner()`, which reuses the
-    curvature memory through `inverse_hessian_operator`) or `ForwardMode()`.
+    curvature memory through `inverse_hessian_operator`) or `ForwardMode()`. A
+    line search that fails (no decrease found, e.g. once the gradient is at the
+    round-off of `fn`) clears the memory and retries along the gradient; if that
+    fails too the solve ends at `max_steps` (``RESULTS.inner_max_steps``).
     """
 
     memory_size: int = eqx.field(static=True, default=10)
-    linesearch: optax.GradientTransformation = optax.scale_by_zoom_linesearch(
-        max_linesearch_steps=20, initial_guess_strategy="one"
+    linesearch: AbstractLineSearch | optax.GradientTransformation = (
+        BacktrackingLineSearch()
     )
     max_steps: int = eqx.field(static=True, default=500)
     rtol: float | None = None
@@ -75,137 +88,77 @@ class LBFGS(AbstractInnerSolver):
             raise ValueError(
                 f"LBFGS(memory_size=...) must be >= 1, got {self.memory_size}."
             )
-        if not isinstance(self.linesearch, optax.GradientTransformation):
+        if not isinstance(
+            self.linesearch, (AbstractLineSearch, optax.GradientTransformation)
+        ):
             raise TypeError(
-                "LBFGS(linesearch=...) must be an Optax line search such as "
+                "LBFGS(linesearch=...) must be a line search such as "
+                "BacktrackingLineSearch() or an Optax one such as "
                 "optax.scale_by_zoom_linesearch(max_linesearch_steps=20); got "
                 f"{self.linesearch!r}."
             )
 
-    def _optimiser(self) -> optax.GradientTransformationExtraArgs:
-        return optax.lbfgs(memory_size=self.memory_size, linesearch=self.linesearch)
+    def _search(self) -> AbstractLineSearch:
+        if isinstance(self.linesearch, AbstractLineSearch):
+            return self.linesearch
+        return OptaxLineSearch(self.linesearch)
 
     def init(self, fn: Objective, x: X, args: Args) -> InnerState:
         value, grad = value_and_grad(fn, x, args)
         norm = tree_norm(grad)
-        with _optax_promotion():
-            opt_state = self._optimiser().init(x)
-        return InnerState(value, grad, norm, norm, _LBFGSExtra(opt_state, x))
+        memory = empty_memory(x, self.memory_size)
+        # Optax's first step: the gradient scaled to length at most one.
+        scale = jnp.minimum(1, 1 / norm).astype(norm.dtype)
+        search_state = self._search().init(x)
+        extra = _LBFGSExtra((memory, search_state), scale, x)
+        return InnerState(value, grad, norm, norm, extra)
 
     def step(
         self, fn: Objective, x: X, args: Args, state: InnerState
     ) -> tuple[X, InnerState]:
-        def value_fn(y):
-            return fn(y, args)
-
-        with _optax_promotion():
-            updates, opt_state = self._optimiser().update(
-                state.grad,
-                state.extra.opt_state,
-                x,
-                value=state.value,
-                grad=state.grad,
-                value_fn=value_fn,
-            )
-            x = optax.apply_updates(x, updates)
-            stored = (optax.tree.get(opt_state, k) for k in ("value", "grad"))
-            if any(leaf is None for leaf in stored):
-                # A line search that keeps no value/grad (`optax.identity()`, or
-                # the backtracking one without `store_grad=True`).
-                value, grad = value_and_grad(fn, x, args)
-            else:
-                # The line search already evaluated the objective at the accepted
-                # point; Optax's helper reuses it (and re-evaluates if not finite).
-                value, grad = optax.value_and_grad_from_state(value_fn)(
-                    x, state=opt_state
-                )
-        extra = _LBFGSExtra(opt_state, x)
-        return x, InnerState(value, grad, tree_norm(grad), state.residual0, extra)
+        memory, search_state = state.extra.opt_state
+        memory, scale = remember(memory, state.extra.scale, x, state.grad)
+        direction = inverse_hessian_product(memory, scale, state.grad)
+        direction = jtu.tree_map(jnp.negative, direction)
+        x_new, value, grad, ok, search_state = self._search().search(
+            fn, args, x, state.value, state.grad, direction, search_state
+        )
+        # After a failed search, forget the pairs: the next step is along the
+        # (scaled) gradient, which a search can always shorten to a decrease.
+        memory = forget(memory, ok)
+        extra = _LBFGSExtra((memory, search_state), scale, x_new)
+        new_state = InnerState(value, grad, tree_norm(grad), state.residual0, extra)
+        return x_new, new_state
 
     def inverse_hessian_operator(self, state: InnerState) -> lx.AbstractLinearOperator:
         """The L-BFGS approximation of the inverse Hessian at the state's iterate.
 
         Built from the memory in ``state.extra`` plus the newest pair (the last step
-        and its gradient change, which Optax only stores at its next update), by
-        the two-loop recursion (Nocedal and Wright, Algorithm 7.4). The initial
-        matrix is ``gamma I`` with ``gamma = s^T y / y^T y`` of the newest pair.
+        and its gradient change, which is only stored at the next step), by the
+        two-loop recursion (Nocedal and Wright, Algorithm 7.4): the map the next
+        step would apply to the gradient. The initial matrix is ``gamma I`` with
+        ``gamma = s^T y / y^T y`` of the newest usable pair.
 
-        Pairs with ``s^T y <= eps |s| |y|`` (empty slots, negative curvature in
-        non-convex regions, rounding noise) are skipped, so the operator is
-        symmetric positive definite: with no usable pair it is the identity.
+        Pairs with ``s^T y <= eps |s| |y|`` (negative curvature in non-convex
+        regions, rounding noise) are never stored, so the operator is symmetric
+        positive definite: with no pair (or after a failed line search cleared the
+        memory) it is the identity.
 
         **Cost:** each product costs O(memory_size * state); nothing is formed.
 
         **Returns:** a `lx.FunctionLinearOperator` tagged symmetric and positive
         semidefinite, with the input structure of the iterate.
         """
-        lbfgs_state = state.extra.opt_state[0]  # optax.lbfgs = chain(lbfgs, ...)
-        count = lbfgs_state.count
-        # Insert the newest pair where Optax's next update would write it.
-        slot = (count - 1) % self.memory_size
-        valid_new = count > 0
-        new_s = jtu.tree_map(jnp.subtract, state.extra.x, lbfgs_state.params)
-        new_y = jtu.tree_map(jnp.subtract, state.grad, lbfgs_state.updates)
-
-        def insert(memory, new):
-            new = jnp.where(valid_new, new, jnp.zeros_like(new))
-            return memory.at[slot].set(new)
-
-        s_mem = jtu.tree_map(insert, lbfgs_state.diff_params_memory, new_s)
-        y_mem = jtu.tree_map(insert, lbfgs_state.diff_updates_memory, new_y)
-        order = (count + jnp.arange(self.memory_size, dtype=count.dtype)) % (
-            self.memory_size
+        # The memory plus the newest pair, as the next step would see it.
+        memory, scale = remember(
+            state.extra.opt_state[0], state.extra.scale, state.extra.x, state.grad
         )
-        rho, gamma = _weights_and_scale(s_mem, y_mem, order)
+        gamma = jnp.where(jnp.any(memory.weights_memory != 0), scale, 1)
+        gamma = gamma.astype(scale.dtype)
 
         def matvec(v):
-            return _two_loop(v, s_mem, y_mem, rho, gamma, order)
+            return inverse_hessian_product(memory, gamma, v)
 
         structure = jax.eval_shape(lambda: state.grad)
         tags = (lx.symmetric_tag, lx.positive_semidefinite_tag)
         return lx.FunctionLinearOperator(matvec, structure, tags)
-
-
-def _pair(memory, i):
-    return jtu.tree_map(lambda leaf: leaf[i], memory)
-
-
-def _weights_and_scale(s_mem, y_mem, order):
-    """``rho_i = 1 / s_i^T y_i`` (0 for unusable pairs) and the newest pair's gamma."""
-
-    def body(gamma, i):
-        s, y = _pair(s_mem, i), _pair(y_mem, i)
-        sy, yy = tree_vdot(s, y), tree_vdot(y, y)
-        eps = jnp.finfo(sy.dtype).eps
-        usable = sy > eps * tree_norm(s) * tree_norm(y)
-        # Double `where` keeps the unused branch finite (no inf * 0 = NaN).
-        rho = jnp.where(usable, 1 / jnp.where(usable, sy, 1), 0)
-        gamma = jnp.where(usable, sy / jnp.where(usable, yy, 1), gamma)
-        return gamma, rho
-
-    gamma0 = jnp.ones((), dtype=jnp.result_type(*jtu.tree_leaves(s_mem)))
-    gamma, rho_ordered = lax.scan(body, gamma0, order)
-    # `rho` is indexed by memory slot, like the memories.
-    rho = jnp.zeros_like(rho_ordered).at[order].set(rho_ordered)
-    return rho, gamma
-
-
-def _two_loop(v, s_mem, y_mem, rho, gamma, order):
-    """``H v`` for the L-BFGS inverse Hessian ``H`` (pairs oldest first in `order`)."""
-
-    def newest_first(q, i):
-        s, y = _pair(s_mem, i), _pair(y_mem, i)
-        alpha = rho[i] * tree_vdot(s, q)
-        return jtu.tree_map(lambda qj, yj: qj - alpha * yj, q, y), alpha
-
-    q, alphas = lax.scan(newest_first, v, order, reverse=True)
-    r = jtu.tree_map(lambda qj: gamma * qj, q)
-
-    def oldest_first(r, i_alpha):
-        i, alpha = i_alpha
-        s, y = _pair(s_mem, i), _pair(y_mem, i)
-        beta = rho[i] * tree_vdot(y, r)
-        return jtu.tree_map(lambda rj, sj: rj + (alpha - beta) * sj, r, s), None
-
-    r, _ = lax.scan(oldest_first, r, (order, alphas))
-    return r
