@@ -91,7 +91,8 @@ def test_fit_compiles_its_step_once_for_weak_typed_params():
             batch_size=2,
             warm_start=ColdStart(),
         )
-    compiles = [m for m in messages if m.startswith("Compiling jit(indexed_train_step)")]
+    step = "Compiling jit(indexed_train_step)"
+    compiles = [m for m in messages if m.startswith(step)]
     assert len(compiles) == 1, compiles
     weight = result.params["log_weight"]
     assert weight.dtype == jnp.float64 and not weight.weak_type
