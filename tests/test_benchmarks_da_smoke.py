@@ -25,6 +25,11 @@ def _finite_numbers(tree):
         yield tree
 
 
+# The benchmarks' scripts at tiny sizes (~30 s in all): run by CI's slow part,
+# with the other benchmark smoke tests that need more than a few seconds.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def fourdvar_cost():
     return load_benchmark("fourdvar_cost")
@@ -101,7 +106,6 @@ def test_lorenz96_cycled_rows_tiny(monkeypatch):
 
 # About 70 s on two cores, mostly compiling seven backward solves: slow-marked
 # (CI runs the slow tests) to keep the default suite short.
-@pytest.mark.slow
 def test_preconditioners_tiny(tmp_path):
     preconditioners = load_benchmark("preconditioners")
     output = tmp_path / "preconditioners.json"

@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib")
 @pytest.mark.parametrize(
     "name, stem",
     [
-        ("lorenz96", "lorenz96_cycling"),
+        # Three cycles of 200 windows: ~30 s. The demos are CI's slow part.
+        pytest.param("lorenz96", "lorenz96_cycling", marks=pytest.mark.slow),
         # The heat demo's `fit` is also what tests/test_fit.py checks.
         pytest.param("heat", "heat1d_learn_kappa", marks=pytest.mark.slow),
         # Pretraining, 4DVar with a learned prior and fine-tuning: ~45 s.

@@ -28,7 +28,8 @@ def _short_config(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def _fit(config: pathlib.Path, out: pathlib.Path, *options: str) -> float:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's own, plus the devices
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=4"
     command = [sys.executable, "-m", "assimilax", "fit", str(config), "--out", str(out)]
     done = subprocess.run(
         command + list(options), env=env, capture_output=True, text=True, timeout=300

@@ -134,6 +134,9 @@ def _lorenz96_twin(num_obs, seed=0, n=10, every=4):
     return model, ds, truth0 + jax.random.normal(keys[2], (n,))
 
 
+# A claim on 300 Lorenz-96 windows (~13 s); the Kalman-filter identities above
+# test the method exactly. Run by CI's slow part.
+@pytest.mark.slow
 def test_cycled_b_beats_the_static_b_on_lorenz96():
     # Lorenz-96 (n=10), observations every 0.2 with unit noise, windows of two
     # intervals: the static B is the background error covariance scale of a

@@ -22,6 +22,8 @@ NAMES = (
 )
 
 
+# Five examples end to end (~20 s): run by CI's slow part with the others.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_example_runs_and_improves_on_the_background(name, tmp_path, capsys):
     numbers = load_example(name).main(out=tmp_path, quick=True)

@@ -48,7 +48,8 @@ from helpers import compilations  # noqa: E402
     "name",
     [
         "Implicit",
-        "Unrolled",
+        # The same claim through `Unrolled` (~8 s): CI's slow part.
+        pytest.param("Unrolled", marks=pytest.mark.slow),
         # About 70 s on two cores (a stiff flow, ~40 implicit steps per window and
         # outer step): slow-marked to keep the default suite short.
         pytest.param("GradientFlowAdjoint", marks=pytest.mark.slow),
@@ -288,7 +289,9 @@ def test_closed_form_optimum():
 @pytest.mark.parametrize(
     "kills, steps",
     [
-        (1, 12),
+        # One kill: ~25 s of fresh processes, each compiling its `fit` (a
+        # checkpoint torn by a kill is tested in tests/test_checkpoint.py).
+        pytest.param(1, 12, marks=pytest.mark.slow),
         # Ten kills of a 40-step run: about three minutes on two busy cores.
         pytest.param(10, 40, marks=pytest.mark.slow),
     ],

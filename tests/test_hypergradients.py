@@ -75,10 +75,30 @@ def _gradient_flow(problem, name):
     return solver, strategy
 
 
-@pytest.mark.parametrize("problem", PROBLEMS, ids=[p.name for p in PROBLEMS])
-@pytest.mark.parametrize(
-    "name, strategy, tol", STRATEGIES, ids=[s[0] for s in STRATEGIES]
-)
+# `GradientFlowAdjoint` compiles an adaptive diffrax solve and its adjoint per
+# problem (~7 s each): two problems in the default suite, every problem in CI's
+# slow part.
+_GRADIENT_FLOW_ADJOINT_DEFAULT = ("ridge", "tikhonov1d_scalar")
+
+
+def _cases():
+    for name, strategy, tol in STRATEGIES:
+        for problem in PROBLEMS:
+            slow = (
+                name == "gradient_flow_adjoint"
+                and problem.name not in _GRADIENT_FLOW_ADJOINT_DEFAULT
+            )
+            yield pytest.param(
+                problem,
+                name,
+                strategy,
+                tol,
+                id=f"{name}-{problem.name}",
+                marks=[pytest.mark.slow] if slow else [],
+            )
+
+
+@pytest.mark.parametrize("problem, name, strategy, tol", list(_cases()))
 def test_matches_closed_form(problem, name, strategy, tol):
     solver = _solver(problem)
     if name == "truncated_k_eq_T":

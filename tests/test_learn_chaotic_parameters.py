@@ -12,6 +12,8 @@ from scripts import load_example
 pytest.importorskip("matplotlib")
 
 
+# A headline claim, ~40 s of Lorenz-63 windows: run by CI's slow part.
+@pytest.mark.slow
 def test_parameters_recovered_from_twenty_percent_off(tmp_path, capsys):
     ex = load_example("lorenz63_learn_parameters")
     numbers = ex.main(out=tmp_path, quick=True, seed=0)

@@ -9,6 +9,9 @@ from scripts import load_example
 pytest.importorskip("matplotlib")
 
 
+# The example end to end (~8 s); LISTA against ISTA is tested in
+# tests/test_lista.py. Run by CI's slow part with the other examples.
+@pytest.mark.slow
 def test_lista_example_runs_and_lista_16_reaches_ista_100(tmp_path, capsys):
     numbers = load_example("lista_sparse_coding").main(out=tmp_path, quick=True, seed=0)
     png = tmp_path / "lista_sparse_coding.png"

@@ -20,6 +20,9 @@ SCRIPT = EXAMPLES / "xarray_scripting.py"
 TUTORIAL = ROOT / "docs" / "tutorials" / "xarray-scripting.md"
 
 
+# The tutorial's scripts end to end (~16 s); the library calls they make are
+# tested in tests/test_io.py. Run by CI's slow part with the other examples.
+@pytest.mark.slow
 def test_script_outputs(tmp_path, capsys):
     numbers = load_example(SCRIPT.stem).main(out=tmp_path, quick=True)
     printed = capsys.readouterr().out
