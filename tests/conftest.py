@@ -62,9 +62,9 @@ def getkey():
     return lambda: next(keys)
 
 
-# Clear well before the kernel's default limit of 65530 mappings: one module
-# adds at most ~6000.
-_MAX_MAPPINGS = 30000
+# Clear before the kernel's default limit of 65530 mappings: one module adds at
+# most ~6000, and a clear costs seconds (its garbage collection).
+_MAX_MAPPINGS = 45000
 
 
 def _memory_mappings() -> int | None:

@@ -34,6 +34,9 @@ def table_row(printed: str, header: str, first: str) -> dict[str, str]:
     return dict(zip(names, row.split()))
 
 
+# The example config end to end (~6 s): CI's slow part; config errors and
+# `check` are tested below in the default suite.
+@pytest.mark.slow
 def test_assimilate_example(tmp_path, capsys):
     status, out, err = run(capsys, "assimilate", ASSIMILATE, "--out", tmp_path)
     assert status == 0, err
@@ -63,6 +66,8 @@ def test_assimilate_example(tmp_path, capsys):
     assert table_row(out, "window", "0")["rmse(a)"] == row["rmse(a)"]
 
 
+# The example config end to end (~8 s): CI's slow part.
+@pytest.mark.slow
 def test_fit_example(tmp_path, capsys):
     # With the windows of each batch solved one after another (the CLI's own
     # tests of `--devices` run the default, "vmap").

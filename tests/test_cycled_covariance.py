@@ -220,11 +220,11 @@ def test_covariance_models_own_their_state():
 
 
 def test_equal_options_compile_once():
-    # The options are Equinox modules, hashed by structure: a second cycle with
-    # equal (newly built) objects reuses the compiled scan.
-    model, _, _, observations, xb, b = _linear_problem(4, seed=2)
-
+    # The options are Equinox modules, hashed by structure, and the model's step
+    # function (a new `lambda` each time) is compared by its code and closure: a
+    # second cycle with equal, newly built objects reuses the compiled scan.
     def run():
+        model, _, _, observations, xb, b = _linear_problem(4, seed=2)
         method = FourDVarCycling(
             CovarianceBackground(jnp.zeros(3), b),
             window=2,

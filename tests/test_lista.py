@@ -117,6 +117,8 @@ def test_untrained_lista_is_ista(untied):
         np.testing.assert_allclose(sol.value, ista[i, -1], rtol=0, atol=1e-12)
 
 
+# A learning claim (~7 s of training): run by CI's slow part.
+@pytest.mark.slow
 def test_trained_lista_16_reaches_ista_100_on_held_out_data():
     D, _, (y, z_star) = problem()
     net, losses = trained()

@@ -72,6 +72,8 @@ def test_hypergradient_matches_dense_formula_and_finite_differences():
     assert np.all(np.abs(np.asarray(grad)) > 0)
 
 
+# A learning claim (~7 s of training): run by CI's slow part.
+@pytest.mark.slow
 def test_learnt_decays_beat_the_best_shared_decay():
     data = ex.make_data(seed=0, num_test=2000)
     grid = np.linspace(-8.0, 2.0, 41)

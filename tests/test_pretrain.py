@@ -70,6 +70,8 @@ def _smooth_fields(rng, samples, n=16):
     return coefficients @ modes
 
 
+# A learning claim (~7 s of training): run by CI's slow part.
+@pytest.mark.slow
 def test_denoising_pretraining_lowers_the_validation_loss(getkey):
     data = _smooth_fields(np.random.default_rng(1), 600)
     net, history = pretrain_prior(

@@ -178,6 +178,8 @@ def test_hypergradient_matches_closed_form_and_finite_differences(name):
     assert abs(float(grad) / fd - 1) < 1e-6, (float(grad), fd)
 
 
+# A learning claim (~7 s of training): run by CI's slow part.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_learnt_stopping_time_is_the_closed_form_minimiser(name):
     t_star = np.exp(best_log_t1())

@@ -148,6 +148,11 @@ class StructuralFunction:
     def __call__(self, *args, **kwargs):
         return self._function(*args, **kwargs)
 
+    def __getattr__(self, name):  # `__name__`, `__doc__`... of the function
+        if name in self.__slots__:
+            raise AttributeError(name)
+        return getattr(self._function, name)
+
     def __eq__(self, other):
         return isinstance(other, StructuralFunction) and other._key == self._key
 
@@ -174,6 +179,11 @@ class StructuralPartial:
 
     def __call__(self, *args, **kwargs):
         return self._partial(*args, **kwargs)
+
+    def __getattr__(self, name):  # `__name__`, `__doc__`... of the function
+        if name in self.__slots__:
+            raise AttributeError(name)
+        return getattr(self._partial, name)
 
     def __eq__(self, other):
         return isinstance(other, StructuralPartial) and other._key == self._key

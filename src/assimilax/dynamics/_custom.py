@@ -6,6 +6,7 @@ import equinox as eqx
 from jaxtyping import Array, Float, PyTree
 
 from .._custom_types import ScalarLike
+from .._structure import by_structure
 from ._base import AbstractODEDynamics
 from ._integrator import AbstractIntegrator, Integrator
 
@@ -38,7 +39,7 @@ class VectorFieldDynamics(AbstractODEDynamics):
     ```
     """
 
-    fn: Callable = eqx.field(static=True)
+    fn: Callable = eqx.field(static=True, converter=by_structure)
     params: PyTree = None
     shape: tuple[int, ...] | None = eqx.field(static=True, default=None)
     integrator: AbstractIntegrator = eqx.field(static=True, default=Integrator())

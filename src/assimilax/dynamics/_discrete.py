@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree, Real
 
 from .._custom_types import ScalarLike
+from .._structure import by_structure
 from ._base import AbstractDynamics
 from ._checks import check_state, check_times, is_concrete, step_counts
 
@@ -35,7 +36,7 @@ class DiscreteDynamics(AbstractDynamics):
     There is no vector field: `vector_field` raises a `TypeError`.
     """
 
-    step_fn: Callable = eqx.field(static=True)
+    step_fn: Callable = eqx.field(static=True, converter=by_structure)
     dt: float = eqx.field(static=True)
     params: PyTree = None
     shape: tuple[int, ...] | None = eqx.field(static=True, default=None)
