@@ -77,9 +77,19 @@ class DiscreteDynamics(AbstractDynamics):
                 f"{self.dt}); got times {np.asarray(times).tolist()}."
             )
 
-        def body(x, _):
-            x_next = self.step_fn(x, self.params)
-            return x_next, x_next
-
-        _, states = lax.scan(body, x0, length=int(steps[-1]))
+        states = _step_states(self, x0, int(steps[-1]))
         return jnp.concatenate([x0[None], states])[steps]
+
+
+# Compiled once per model structure, shapes and step count: an eager `lax.scan`
+# of a closure built per call would compile anew every call.
+@eqx.filter_jit
+def _step_states(model: DiscreteDynamics, x0, length: int):
+    """The states after each of `length` steps from `x0`, ``(length, *state)``."""
+
+    def body(x, _):
+        x_next = model.step_fn(x, model.params)
+        return x_next, x_next
+
+    _, states = lax.scan(body, x0, length=length)
+    return states

@@ -1,6 +1,7 @@
 """Fixed-step classical RK4 as a `lax.scan`: cheap reverse mode for small models."""
 
 import diffrax as dfx
+import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 
@@ -47,15 +48,24 @@ class FixedStepRK4(AbstractIntegrator):
             )
             return fallback.integrate(dynamics, x0, times)
         dt = jnp.asarray(self.dt, x0.dtype)
-
-        def rk4_step(x, t):
-            k1 = dynamics.vector_field(t, x)
-            k2 = dynamics.vector_field(t + dt / 2, x + dt / 2 * k1)
-            k3 = dynamics.vector_field(t + dt / 2, x + dt / 2 * k2)
-            k4 = dynamics.vector_field(t + dt, x + dt * k3)
-            x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            return x, x
-
         step_times = times[0] + dt * jnp.arange(int(steps[-1]), dtype=x0.dtype)
-        _, states = lax.scan(rk4_step, x0, step_times)
+        states = _rk4_states(dynamics, x0, step_times, dt)
         return jnp.concatenate([x0[None], states])[steps]
+
+
+# Compiled once per dynamics structure and shapes: an eager `lax.scan` of a
+# closure built per call would compile anew every call.
+@eqx.filter_jit
+def _rk4_states(dynamics, x0, step_times, dt):
+    """The RK4 states after each step from `x0`, shape ``(steps, *state)``."""
+
+    def rk4_step(x, t):
+        k1 = dynamics.vector_field(t, x)
+        k2 = dynamics.vector_field(t + dt / 2, x + dt / 2 * k1)
+        k3 = dynamics.vector_field(t + dt / 2, x + dt / 2 * k2)
+        k4 = dynamics.vector_field(t + dt, x + dt * k3)
+        x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return x, x
+
+    _, states = lax.scan(rk4_step, x0, step_times)
+    return states
