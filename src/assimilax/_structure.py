@@ -113,14 +113,42 @@ def _convert(tree: Any, seen: frozenset) -> Any:
     return key
 
 
-class StructuralFunction:
+class _Structural:
+    """A callable standing for `_target`, equal to another of its class with an
+    equal `_key` (and hashed by it, computed once)."""
+
+    __slots__ = ("_target", "_key", "_hash", "__wrapped__")
+
+    def _set(self, target, key) -> None:
+        self._target, self._key, self._hash = target, key, hash(key)
+        self.__wrapped__ = target
+
+    def __call__(self, *args, **kwargs):
+        return self._target(*args, **kwargs)
+
+    def __getattr__(self, name):  # `__name__`, `__doc__`... of the function
+        if name in _Structural.__slots__:
+            raise AttributeError(name)
+        return getattr(self._target, name)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._key == self._key
+
+    def __hash__(self):
+        return self._hash
+
+    def __repr__(self):
+        return f"by_structure({self._target!r})"
+
+
+class StructuralFunction(_Structural):
     """A Python function as its code and converted closure; calls the function.
 
     Equal (and equally hashed) to any other built from the same code object and
     globals with equal converted defaults and closure values.
     """
 
-    __slots__ = ("_function", "_key", "__wrapped__")
+    __slots__ = ()
 
     def __init__(self, function: types.FunctionType, seen: frozenset):
         seen = seen | {id(function)}
@@ -135,64 +163,28 @@ class StructuralFunction:
                 cells.append(_Marker("cycle"))
             else:
                 cells.append(_convert(contents, seen))
-        self._key = (
+        key = (
             function.__code__,
             _ByIdentity(function.__globals__),
             _convert(function.__defaults__, seen),
             _convert(function.__kwdefaults__, seen),
             tuple(cells),
         )
-        self._function = function
-        self.__wrapped__ = function
-
-    def __call__(self, *args, **kwargs):
-        return self._function(*args, **kwargs)
-
-    def __getattr__(self, name):  # `__name__`, `__doc__`... of the function
-        if name in self.__slots__:
-            raise AttributeError(name)
-        return getattr(self._function, name)
-
-    def __eq__(self, other):
-        return isinstance(other, StructuralFunction) and other._key == self._key
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __repr__(self):
-        return f"by_structure({self._function!r})"
+        self._set(function, key)
 
 
-class StructuralPartial:
+class StructuralPartial(_Structural):
     """A `functools.partial` with its function and arguments converted."""
 
-    __slots__ = ("_partial", "_key", "__wrapped__")
+    __slots__ = ()
 
     def __init__(self, partial: functools.partial, seen: frozenset):
-        self._key = (
+        key = (
             by_structure(partial.func, _seen=seen),
             _convert(partial.args, seen),
             _convert(tuple(sorted(partial.keywords.items())), seen),
         )
-        self._partial = partial
-        self.__wrapped__ = partial
-
-    def __call__(self, *args, **kwargs):
-        return self._partial(*args, **kwargs)
-
-    def __getattr__(self, name):  # `__name__`, `__doc__`... of the function
-        if name in self.__slots__:
-            raise AttributeError(name)
-        return getattr(self._partial, name)
-
-    def __eq__(self, other):
-        return isinstance(other, StructuralPartial) and other._key == self._key
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __repr__(self):
-        return f"by_structure({self._partial!r})"
+        self._set(partial, key)
 
 
 def by_structure(fn: Any, *, _seen: frozenset = frozenset()) -> Any:
@@ -204,7 +196,7 @@ def by_structure(fn: Any, *, _seen: frozenset = frozenset()) -> Any:
     holds something unhashable still converts, with that value compared by
     identity. Calling the result calls `fn`.
     """
-    if isinstance(fn, (StructuralFunction, StructuralPartial)):
+    if isinstance(fn, _Structural):
         return fn
     if isinstance(fn, types.FunctionType):
         if fn.__dict__ and set(fn.__dict__) - {"__wrapped__"}:
