@@ -10,6 +10,11 @@ from ._boundary import (
     Dirichlet as Dirichlet,
     Periodic as Periodic,
 )
+from ._corrected import CorrectedDynamics as CorrectedDynamics
+from ._corrections import (
+    LinearCorrection as LinearCorrection,
+    LocalConvCorrection as LocalConvCorrection,
+)
 from ._custom import VectorFieldDynamics as VectorFieldDynamics
 from ._discrete import DiscreteDynamics as DiscreteDynamics
 from ._fixed_step import FixedStepRK4 as FixedStepRK4
@@ -22,3 +27,4 @@ from ._integrator import (
 )
 from ._lorenz63 import Lorenz63 as Lorenz63
 from ._lorenz96 import Lorenz96 as Lorenz96
+from ._two_scale_lorenz96 import TwoScaleLorenz96 as TwoScaleLorenz96
