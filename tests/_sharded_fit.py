@@ -3,6 +3,7 @@ in a subprocess by `test_sharded_fit.py` (the device count is fixed at start-up)
 
     python tests/_sharded_fit.py single OUT.npz
     python tests/_sharded_fit.py mesh OUT.npz          # XLA_FLAGS: 4 CPU devices
+    python tests/_sharded_fit.py both OUT.npz          # mesh, and single (single_*)
     python tests/_sharded_fit.py single_full OUT.npz   # one batch of every window
     python tests/_sharded_fit.py process OUT.npz PORT NUM_PROCESSES PROCESS_ID
 """
@@ -86,13 +87,18 @@ def summary(result) -> dict:
 
 if MODE == "single_full":
     np.savez(OUT, **summary(run(windows(), None, batch_size=NUM_WINDOWS)))
-elif MODE in ("single", "mesh"):
+elif MODE in ("single", "mesh", "both"):
     # Batches of 8 of the 15 training windows; the 5 validation windows are
     # padded to 8 on 4 devices.
-    mesh = data_mesh() if MODE == "mesh" else None
+    mesh = None if MODE == "single" else data_mesh()
     options = dict(batch_size=8, validation=0.25, validate_every=3)
     out = summary(run(windows(), mesh, **options))
-    if MODE == "mesh":
+    if MODE == "both":
+        # One device in the same process (no mesh: fit keeps everything on the
+        # default device), saving a second JAX start-up.
+        single = summary(run(windows(), None, **options))
+        out |= {f"single_{name}": value for name, value in single.items()}
+    if MODE != "single":
         # Stopped after 4 steps, then resumed from its checkpoint to 8.
         folder = Path(OUT).parent / "checkpoints"
         run(windows(), mesh, steps=4, checkpoints=Checkpoints(folder), **options)

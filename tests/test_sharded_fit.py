@@ -46,12 +46,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    return _run("single", tmp_path_factory.mktemp("single") / "out.npz", devices=1)
+def both(tmp_path_factory):
+    """One process with 4 CPU devices: `fit` on the mesh, then on one device."""
+    return _run("both", tmp_path_factory.mktemp("both") / "out.npz", devices=4)
 
 
-def test_sharded_fit_matches_one_device(single, tmp_path):
-    mesh = _run("mesh", tmp_path / "out.npz", devices=4)
+@pytest.fixture(scope="module")
+def single(both):
+    return {name[7:]: v for name, v in both.items() if name.startswith("single_")}
+
+
+def test_sharded_fit_matches_one_device(both, single):
+    mesh = both
     assert int(mesh["device_count"]) == 4 and int(mesh["devices"]) == 4
     assert int(single["devices"]) == 1
     np.testing.assert_allclose(mesh["log_weight"], single["log_weight"], rtol=1e-10)
@@ -69,12 +75,13 @@ def test_sharded_fit_matches_one_device(single, tmp_path):
     )
 
 
-def test_the_batch_is_split_over_the_devices(tmp_path):
+def test_the_batch_is_split_over_the_devices(both):
     # The compiled SPMD program of one training step on a batch of 8 windows of
-    # 5 unknowns: every per-device array holds 8 / 4 = 2 windows, none all 8.
-    program = str(_run("mesh", tmp_path / "out.npz", devices=4)["program"])
+    # 5 unknowns: every per-device array holds 8 / 4 = 2 windows (or one window
+    # sliced from them, depending on XLA's fusion), none 4 or all 8.
+    program = str(both["program"])
     shapes = set(re.findall(r"f64\[(\d+),5\]", program))
-    assert shapes == {"2"}, shapes
+    assert "2" in shapes and shapes <= {"1", "2"}, shapes
     entry = next(line for line in program.splitlines() if "ENTRY" in line)
     assert "_spmd" in entry
 

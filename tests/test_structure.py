@@ -106,7 +106,6 @@ def test_persistent_cache_is_filled_then_used_by_a_new_process(tmp_path):
             env={
                 **__import__("os").environ,
                 "JAX_LOG_COMPILES": "1",
-                "XLA_FLAGS": "",
             },
             timeout=300,
         )
