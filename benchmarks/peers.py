@@ -147,10 +147,10 @@ class Problem:
     outer: Callable[[Any], Any]
     x0: jax.Array
     theta: jax.Array
-    hypergrad: np.ndarray  # reference dL/dtheta
+    hypergrad: np.ndarray | None  # reference dL/dtheta (None: not computed)
 
 
-def heat(cfg: Config) -> Problem:
+def heat(cfg: Config, *, reference: bool = True) -> Problem:
     n, dt = cfg.heat_n, 0.005
     times = dt * np.arange(cfg.heat_steps + 1)[::5]
     background = DiffusionBackground(jnp.zeros(n), 1.0, n / 16)
@@ -178,10 +178,12 @@ def heat(cfg: Config) -> Problem:
 
     theta = jnp.asarray(np.log(1.0))
     name = f"heat 1D 4DVar, n={n}, {cfg.heat_steps} steps"
+    if not reference:
+        return Problem(name, fn, outer, jnp.zeros(n), theta, None)
     return _with_reference(name, fn, outer, jnp.zeros(n), theta)
 
 
-def logistic(cfg: Config) -> Problem:
+def logistic(cfg: Config, *, reference: bool = True) -> Problem:
     rng = np.random.default_rng(0)
     features = cfg.logistic_features
     w_true = np.zeros(features)
@@ -206,6 +208,8 @@ def logistic(cfg: Config) -> Problem:
 
     theta = jnp.full(features, np.log(1e-2))
     name = f"logistic, {cfg.logistic_samples} x {features}"
+    if not reference:
+        return Problem(name, fn, outer, jnp.zeros(features + 1), theta, None)
     return _with_reference(name, fn, outer, jnp.zeros(features + 1), theta)
 
 

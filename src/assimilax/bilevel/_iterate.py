@@ -1,14 +1,15 @@
-"""The two loops every strategy is built from: a `while_loop` and a fixed-length `scan`.
+"""The two loops every strategy is built from: a `while_loop` and a checkpointed one.
 
 - `iterate_while` stops at convergence; it is forward-mode differentiable only
   (JAX cannot reverse-differentiate a `while_loop` of unknown length).
-- `iterate_scan` always runs `num_steps` iterations, freezing the iterate once the
-  solver's test holds, so reverse mode sees a fixed-length computation. Optional
-  checkpointing stores one state every `checkpoint_every` steps and recomputes the
-  steps in between on the backward pass (memory O(T / c + c) instead of O(T)).
+- `iterate_scan` runs at most `num_steps` iterations in Equinox's checkpointed
+  while loop (the loop Optimistix's `RecursiveCheckpointAdjoint` runs): it stops
+  at convergence and is reverse-mode (not forward-mode) differentiable, storing
+  carries only, every step's or a budget of checkpoints (`checkpoint_count`).
 """
 
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
@@ -41,20 +42,6 @@ def iterate_while(
     return lax.while_loop(cond, body, (x, state, jnp.array(0)))
 
 
-def _masked_step(fn, solver, args, freeze_when_converged, carry):
-    x, state, step = carry
-    done = jnp.logical_not(jnp.isfinite(state.residual))
-    if freeze_when_converged:
-        done = done | solver.converged(state)
-
-    def advance(operand):
-        x, state, step = operand
-        x, state = solver.step(fn, x, args, state)
-        return x, state, step + 1
-
-    return lax.cond(done, lambda operand: operand, advance, (x, state, step))
-
-
 def iterate_scan(
     fn: Objective,
     solver: AbstractInnerSolver,
@@ -65,31 +52,57 @@ def iterate_scan(
     checkpoint_every: int | None = None,
     *,
     freeze_when_converged: bool = True,
+    max_tape_bytes: float = 256.0 * 2**20,
 ) -> tuple[X, InnerState, IntScalar]:
-    """Run exactly `num_steps` (frozen after convergence); reverse-differentiable."""
+    """At most `num_steps` steps (stopping once the solver's test holds, unless
+    `freeze_when_converged` is False; always at a non-finite residual);
+    reverse-differentiable, storing carries only (see `checkpoint_count`)."""
     carry = (x, state, jnp.array(0))
     if num_steps == 0:
         return carry
 
-    def body(carry, _):
-        return _masked_step(fn, solver, args, freeze_when_converged, carry), None
+    def cond(carry):
+        _, state, _ = carry
+        going = jnp.isfinite(state.residual)
+        if freeze_when_converged:
+            going = going & jnp.logical_not(solver.converged(state))
+        return going
 
-    if checkpoint_every is None or checkpoint_every >= num_steps:
-        carry, _ = lax.scan(body, carry, None, length=num_steps)
-        return carry
-    # Nested scan: the outer scan stores one carry per block; each block's inner
-    # steps are recomputed during the backward pass (`jax.checkpoint`).
-    num_blocks, remainder = divmod(num_steps, checkpoint_every)
+    def body(carry):
+        x, state, step = carry
+        x, state = solver.step(fn, x, args, state)
+        return x, state, step + 1
 
-    @jax.checkpoint
-    def block(carry):
-        carry, _ = lax.scan(body, carry, None, length=checkpoint_every)
-        return carry
+    # Equinox's checkpointed while loop (what Optimistix's
+    # `RecursiveCheckpointAdjoint` runs): it stops at convergence and its
+    # backward pass recomputes each step from stored carries, so only the carry
+    # is stored per checkpoint. A `lax.scan` over a `lax.cond`-frozen step
+    # stored every step's residuals instead, data included (loop-invariant
+    # arrays such as a design matrix became per-step outputs of the `cond`).
+    checkpoints = checkpoint_count(carry, num_steps, checkpoint_every, max_tape_bytes)
+    return eqxi.while_loop(
+        cond,
+        body,
+        carry,
+        max_steps=num_steps,
+        kind="checkpointed",
+        checkpoints=checkpoints,
+    )
 
-    carry, _ = lax.scan(lambda c, _: (block(c), None), carry, None, length=num_blocks)
-    if remainder:
-        carry, _ = lax.scan(body, carry, None, length=remainder)
-    return carry
+
+def checkpoint_count(
+    carry, num_steps: int, checkpoint_every: int | None, max_tape_bytes: float
+) -> int | None:
+    """How many carries the checkpointed loop stores: one every `checkpoint_every`
+    steps when given; else every step's when they fit in `max_tape_bytes`, and
+    otherwise Equinox's default, O(sqrt(num_steps)) checkpoints with binomial
+    recomputation (treeverse)."""
+    if checkpoint_every is not None:
+        return max(1, -(-num_steps // checkpoint_every))
+    carry_bytes = sum(
+        leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(carry)
+    )
+    return num_steps if num_steps * carry_bytes <= max_tape_bytes else None
 
 
 def stop_gradient_tree(tree):
