@@ -92,7 +92,8 @@ def run(cfg: me.Config, out: Path | None, *, verbose: bool = True) -> dict:
             "joint",
             fmt(joint_steps[0] + history.attrs.get("initial_wall_s", 0.0)),
             fmt(float(np.sum(joint_steps[1:]))),
-            f"{np.median(joint_steps[1:]):.2f} s/step, total {timings['joint']['total_s']:.1f} s",
+            f"{np.median(joint_steps[1:]):.2f} s/step, "
+            f"total {timings['joint']['total_s']:.1f} s",
         ],
     ]
     if verbose:
@@ -110,15 +111,17 @@ def run(cfg: me.Config, out: Path | None, *, verbose: bool = True) -> dict:
             f"\njoint / uncorrected valid time: {ratio:.2f} (target >= 2); joint "
             f"below truth-trained by {gap:.0%} (target <= 20 %)"
         )
-    payload["leads"] = results["leads"]
+    payload["leads"] = results["leads"].tolist()
     payload["clim_std"] = results["clim_std"]
     payload["scores"] = {
-        f"{block}/{name}": {k: v for k, v in score.items()}
+        f"{block}/{name}": {
+            k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in score.items()
+        }
         for (block, name), score in results["scores"].items()
     }
     payload["timings"] = timings
     payload["joint_history"] = {
-        k: history[k].values
+        k: history[k].values.tolist()
         for k in ("loss", "grad_norm", "inner_steps", "inner_failures", "wall_s")
     }
     payload["joint_stopped"] = results["joint_stopped"]
@@ -139,7 +142,7 @@ def main(argv=None) -> None:
         FULL,
         QUICK,
         HERE / "results" / "model_error.json",
-        quick_help="48 training windows, 100 joint steps (a few minutes)",
+        quick_help="48 training windows, 150 joint steps (a few minutes)",
     )
 
 

@@ -20,6 +20,9 @@ class DataConfig:
     - `observed_fraction`: fraction of the slow variables observed at each
       time, drawn afresh at every time (0.5), in ``(0, 1]``.
     - `window`: observation times per assimilation window (6).
+    - `future_windows`: how many following windows' observations the outer
+      loss compares the forecast with (2: leads up to 0.9 with the defaults;
+      1 and 3 gave shorter validation valid times).
     - `train`, `valid`, `test`: number of consecutive windows in each block,
       in this order in time; the test block is only used for evaluation.
     - `spin_up`: time units run before the first window (20).
@@ -33,6 +36,7 @@ class DataConfig:
     obs_std: float = 1.0
     observed_fraction: float = 0.5
     window: int = 6
+    future_windows: int = 2
     train: int = 128
     valid: int = 32
     test: int = 64
@@ -44,6 +48,11 @@ class DataConfig:
             raise ValueError(
                 "DataConfig(observed_fraction=...) must be in (0, 1] (the fraction "
                 f"of slow variables observed per time), got {self.observed_fraction}."
+            )
+        if self.future_windows < 1:
+            raise ValueError(
+                f"DataConfig(future_windows=...) must be >= 1, got "
+                f"{self.future_windows}."
             )
         if self.window < 1:
             raise ValueError(f"DataConfig(window=...) must be >= 1, got {self.window}.")
@@ -73,8 +82,8 @@ def make_truth(cfg: DataConfig, key) -> dict[str, np.ndarray]:
     Returns a dict of NumPy arrays: `time` ``(T,)``, `state` ``(T, K + K J)``
     (slow then fast), `slow` ``(T, K)``, `coupling` ``(T, K)`` (the slow
     tendency's unresolved term ``-(h c / b) sum_j Y``) and `obs` ``(T, K)``
-    (NaN where not observed), with ``T = num_windows window + max(window,
-    lead_steps) + 1``.
+    (NaN where not observed), with ``T = num_windows window + max(future_windows
+    window, lead_steps) + 1``.
     """
     model = cfg.truth_model
     k_start, k_obs = jax.random.split(key)
@@ -85,7 +94,8 @@ def make_truth(cfg: DataConfig, key) -> dict[str, np.ndarray]:
             jnp.zeros(n - cfg.K),
         ]
     ) + 0.1 * jax.random.normal(k_start, (n,))
-    num = cfg.num_windows * cfg.window + max(cfg.window, cfg.lead_steps)
+    future = cfg.future_windows * cfg.window
+    num = cfg.num_windows * cfg.window + max(future, cfg.lead_steps)
     time = np.arange(num + 1) * cfg.obs_interval
     # Eager calls with concrete grids: `FixedStepRK4` then runs its compiled scan.
     x0 = model.integrate(x0, np.array([0.0, cfg.spin_up]))[-1]
@@ -124,10 +134,11 @@ def make_windows(cfg: DataConfig, truth: dict[str, np.ndarray]) -> dict[str, dic
     climatological mean of all observations (std their climatological std).
     `obs` ``(window, K)`` are the observations at ``t_i + 1 ... t_i + window``
     (the window's, without the one already in the background) and `future`
-    ``(window, K)`` the next window's, for the outer loss. `slow0` is the true
+    ``(future_windows window, K)`` those of the next `future_windows` windows,
+    for the outer loss. `slow0` is the true
     slow state at ``t_i``: for evaluation only, never in training.
     """
-    obs, L = truth["obs"], cfg.window
+    obs, L, F = truth["obs"], cfg.window, cfg.future_windows * cfg.window
     mean, std = np.nanmean(obs), np.nanstd(obs)
     starts = np.arange(cfg.num_windows) * L
     first = obs[starts]
@@ -136,7 +147,7 @@ def make_windows(cfg: DataConfig, truth: dict[str, np.ndarray]) -> dict[str, dic
         "xb": np.where(seen, first, mean),
         "xb_std": np.where(seen, cfg.obs_std, std),
         "obs": np.stack([obs[s + 1 : s + L + 1] for s in starts]),
-        "future": np.stack([obs[s + L + 1 : s + 2 * L + 1] for s in starts]),
+        "future": np.stack([obs[s + L + 1 : s + L + 1 + F] for s in starts]),
         "slow0": truth["slow"][starts],
     }
     bounds = np.cumsum([0, cfg.train, cfg.valid, cfg.test])

@@ -49,7 +49,7 @@ class Experiment(eqx.Module):
     observations at ``obs_interval, ..., window obs_interval`` from its
     observation-only background at 0, with ``CorrectedDynamics(base, params)``.
     `outer_loss(x0, params, window)` is the mean squared misfit of the next
-    window's observations (NaN: missing) to the forecast of the corrected model
+    windows' observations `future` (NaN: missing) to the forecast of the corrected model
     from the analysis `x0`: unsupervised, no truth involved.
     """
 
@@ -85,7 +85,9 @@ class Experiment(eqx.Module):
         )
 
     def outer_loss(self, x0: Array, params: PyTree, window: dict) -> Array:
-        times = np.arange(2 * self.window + 1) * self.obs_interval
+        # The forecast runs through the window, then over `future`'s times.
+        times = np.arange(self.window + 1 + window["future"].shape[0])
+        times = times * self.obs_interval
         forecast = integrate(self.model(params), x0, times)[self.window + 1 :]
         return masked_mse(forecast, window["future"])
 

@@ -89,7 +89,7 @@ def train_joint(
     solver,
     steps: int,
     batch_size: int,
-    learning_rate: float,
+    learning_rate: float | optax.Schedule,
     hypergradient=ax.Implicit(warm_start=True),
     **options,
 ):
