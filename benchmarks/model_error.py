@@ -10,7 +10,8 @@ The experiment is `assimilax.demos.model_error.run`: a two-scale truth (K = 36,
 J = 10) observed in half of its slow variables every 0.05 with unit noise, cut
 into windows of 6 observation times split in time into train / validation /
 test blocks; the one-scale Lorenz-96 uncorrected, corrected by a network learnt
-in two steps (analyses, then offline), jointly through 4DVar (`fit`, `Implicit`)
+in two steps (analyses, then offline), jointly through 4DVar (`fit`, `Implicit`,
+outer loss on the next two windows' observations)
 or supervised on the truth (upper bound). Reported per model: the valid time
 (normalised RMSE reaching 0.5) and the normalised RMSE at a few leads, from the
 true slow state, on the test block, and the training times (first step, which

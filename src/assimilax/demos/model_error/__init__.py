@@ -14,8 +14,9 @@ on the same training block:
 3. truth-trained (the upper bound, supervised): the network fitted to the true
    unresolved tendency ``-(h c / b) sum_j Y_j``;
 4. joint (ours): `fit` through strong-constraint 4DVar windows with the corrected
-   model, the outer loss being the misfit of the *next* window's observations
-   to the forecast from the analysis (no truth), `Implicit` hypergradients.
+   model, the outer loss being the misfit of the *next* two windows'
+   observations to the forecast from the analysis (no truth), `Implicit`
+   hypergradients, adam with a cosine decay.
 
 Scored on a held-out test block: forecast RMSE of the slow variables from the
 true slow state against lead time, normalised by the climatological std, and the
