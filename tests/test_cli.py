@@ -21,6 +21,8 @@ pytest.importorskip("matplotlib")
         pytest.param("heat", "heat1d_learn_kappa", marks=pytest.mark.slow),
         # Pretraining, 4DVar with a learned prior and fine-tuning: ~45 s.
         pytest.param("pnp", "pnp_heat2d", marks=pytest.mark.slow),
+        # Three offline or joint trainings on 48 windows: ~4 min on 2 cores.
+        pytest.param("model-error", "model_error", marks=pytest.mark.slow),
     ],
 )
 def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
@@ -39,6 +41,12 @@ def test_demo_writes_netcdf_and_png(name, stem, tmp_path, capsys):
         assert cycled < learnt < clim, printed
         with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
             assert "background_spread" in ds  # the saved cycle is the cycled B's
+    elif name == "model-error":
+        with xr.open_dataset(tmp_path / f"{stem}.nc") as ds:
+            valid = ds["valid_time"].sel(block="test")
+            assert float(valid.sel(model="joint")) > float(
+                valid.sel(model="uncorrected")
+            )
     elif name == "heat":
         assert "Implicit" in printed and "Unrolled" in printed
         assert "GradientFlowAdjoint" in printed
