@@ -3,7 +3,7 @@
 
 Run ``python benchmarks/model_error.py`` (or ``--quick``: fewer windows and steps,
 a few minutes on 2 cores). A Markdown table goes to stdout and everything to
-``benchmarks/results/model_error.json`` (``model_error_quick.json`` with
+``benchmarks/results/model_error.json`` (``results/quick/model_error.json`` with
 ``--quick``).
 
 The experiment is `assimilax.demos.model_error.run`: a two-scale truth (K = 36,
@@ -58,7 +58,7 @@ def _row(results, block, name):
 def run(cfg: me.Config, out: Path | None, *, verbose: bool = True) -> dict:
     quick = cfg == QUICK
     if out == HERE / "results" / "model_error.json" and quick:
-        out = HERE / "results" / "model_error_quick.json"
+        out = HERE / "results" / "quick" / "model_error.json"
     payload = start_payload(
         "model_error",
         "Model-error correction through 4DVar (two-scale Lorenz-96)",

@@ -26,6 +26,9 @@ The benchmarks (`BENCHMARKS`; adding one is one more entry):
   with implicit differentiation (heat 4DVar, logistic regression, Tikhonov
   1D/2D): inner steps, time per step, forward and value_and_grad time, compile
   time, hypergradient error, ratios to the best peer.
+- ``unrolled_peers``: `Unrolled` against Optimistix's `RecursiveCheckpointAdjoint`
+  (heat 4DVar, logistic regression), every step stored and checkpointed: compile
+  and run time, memory, ratios at equal memory.
 - ``sharding``: throughput of `fit` with its batch split over 1, 2 and 4 devices
   (optional: skipped where its script is absent).
 
@@ -100,6 +103,7 @@ BENCHMARKS = (
     Benchmark("compilation", HERE / "compilation.py"),
     Benchmark("fit_overhead", HERE / "fit_overhead.py"),
     Benchmark("peers", HERE / "peers.py"),
+    Benchmark("unrolled_peers", HERE / "unrolled_peers.py"),
     Benchmark("sharding", HERE / "sharding.py", optional=True),
 )
 

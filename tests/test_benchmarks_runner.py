@@ -112,6 +112,7 @@ def test_the_suite_lists_every_benchmark(run_all):
         "compilation",
         "fit_overhead",
         "peers",
+        "unrolled_peers",
         "sharding",
     ]
     for bench in run_all.BENCHMARKS:

@@ -77,6 +77,34 @@ def test_hypergradient_memory_benchmark_tiny(tmp_path):
     assert payload["target"]["holds"] is True
 
 
+@pytest.mark.slow  # ~15 s: four value-and-gradient programs per problem
+def test_unrolled_peers_benchmark_tiny(tmp_path):
+    bench = load_benchmark("unrolled_peers")
+    peers = load_benchmark("peers")
+    cfg = bench.Config(
+        peers=peers.Config(
+            heat_n=16, heat_steps=10, logistic_samples=40, logistic_features=5
+        ),
+        heat_steps=12,
+        logistic_steps=12,
+        rounds=1,
+        budget_s=0.5,
+    )
+    out = tmp_path / "unrolled_peers.json"
+    bench.run(cfg, out, verbose=False)
+    payload = json.loads(out.read_text())
+    _check_machine(payload)
+    assert len(payload["problems"]) == 2
+    for problem in payload["problems"]:
+        assert len(problem["rows"]) == 4
+        for row in problem["rows"]:
+            assert _finite(row["run_s"]) and _finite(row["compile_s"]), row
+            assert row["temp_bytes"] is None or row["temp_bytes"] > 0
+            # The same descent steps in both libraries: rounding apart.
+            assert row["grad_rel_diff"] < 1e-10, row
+        assert set(problem["ratios"]) == {"store every step", "checkpointed"}
+
+
 @pytest.mark.slow  # ~20 s: it compiles three solvers' forward and backward programs
 def test_peers_benchmark_tiny(tmp_path):
     bench = load_benchmark("peers")
