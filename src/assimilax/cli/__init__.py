@@ -2,6 +2,7 @@
 
     assimilax demo heat               # learn a diffusivity through 4DVar with `fit`
     assimilax demo lorenz96           # cycled 4DVar, a learnt background covariance
+    assimilax demo model-error        # learn a model's missing physics through 4DVar
     assimilax demo pnp                # a plug-and-play prior: zero-shot, fine-tuned
     assimilax assimilate CONFIG.toml  # the analysis of every window of an experiment
     assimilax fit CONFIG.toml         # learn parameters through the analyses
