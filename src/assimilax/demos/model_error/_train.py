@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from ... import bilevel as ax
+from ..._promotion import optax_promotion
 from ...dynamics import LinearCorrection
 from ...learning import fit
 from ._models import analyses, Experiment, integrate
@@ -26,7 +27,8 @@ def adam_fit(loss_fn, params, steps: int, learning_rate: float):
         loss, grads = eqx.filter_value_and_grad(
             lambda t: loss_fn(eqx.combine(t, static))
         )(trainable)
-        updates, opt_state = optimiser.update(grads, opt_state, trainable)
+        with optax_promotion():
+            updates, opt_state = optimiser.update(grads, opt_state, trainable)
         return eqx.apply_updates(trainable, updates), opt_state, loss
 
     opt_state = optimiser.init(trainable)
