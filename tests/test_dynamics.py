@@ -24,6 +24,7 @@ from assimilax.dynamics import (
     Lorenz96,
     Periodic,
     RK4,
+    TwoScaleLorenz96,
     VectorFieldDynamics,
 )
 from helpers import rel_error
@@ -359,6 +360,12 @@ CASES = [
         ["velocity", "kappa"],
     ),
     (Lorenz96(n=12, F=8.0), "l96", jnp.array([0.0, 0.1, 0.4]), ["F"]),
+    (  # 20 steps of its default dt = 0.005, non-default parameters.
+        TwoScaleLorenz96(K=5, J=3, F=7.5, h=0.7, b=8.0, c=12.0),
+        "two-scale",
+        jnp.array([0.0, 0.05, 0.1]),
+        ["F", "h"],
+    ),
     (  # Through diffrax (RK4 in a checkpointed while loop) rather than the scan.
         Lorenz63(integrator=DIFFRAX_RK4),
         "l63",
@@ -372,6 +379,11 @@ def _x0(model, kind):
     rng = np.random.default_rng(3)
     if kind == "l63":
         return jnp.array([1.0, -2.0, 20.0])
+    if kind == "two-scale":  # slow variables ~5, fast ones ~0.5
+        slow = 5.0 * rng.normal(size=model.K)
+        return jnp.asarray(
+            np.concatenate([slow, 0.5 * rng.normal(size=model.K * model.J)])
+        )
     base = 8.0 if kind == "l96" else 0.0
     return jnp.asarray(base + rng.normal(size=model.state_shape))
 

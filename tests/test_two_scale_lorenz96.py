@@ -99,30 +99,8 @@ def test_energy_budget_is_exact(K, J):
         assert abs(expected) > 1e-3 * scale
 
 
-def test_gradients_match_central_differences(getkey):
-    model = TwoScaleLorenz96(K=5, J=3, **PARAMS)
-    x0 = _random_state(model, 7)
-    times = jnp.array([0.0, 0.05, 0.1])  # 20 steps of the default dt = 0.005
-    loss = _functional(jax.random.normal(getkey(), (3,) + x0.shape))
-    value = jax.jit(lambda m, x: loss(m.integrate(x, times)))
-    grad_m, grad_x0 = jax.jit(jax.grad(value, argnums=(0, 1)))(model, x0)
-
-    # Central differences: truncation O(h^2) ~ 1e-10 and rounding ~ eps / h ~ 1e-11
-    # relative to O(1) values.
-    def check(derivative, fd, what):
-        assert abs(derivative - fd) <= 1e-6 * max(1.0, abs(fd)), what
-
-    direction = jax.random.normal(getkey(), x0.shape)
-    fd = _central_difference(lambda h: value(model, x0 + h * direction), 1e-5)
-    check(jnp.vdot(grad_x0, direction), fd, "x0")
-    for name in ("F", "h"):
-        field = getattr(model, name)
-
-        def perturbed(eps, name=name, field=field):
-            bumped = eqx.tree_at(lambda m: getattr(m, name), model, field + eps)
-            return value(bumped, x0)
-
-        check(getattr(grad_m, name), _central_difference(perturbed, 1e-5), name)
+# The gradients w.r.t. x0, F and h against central differences: a case of
+# `test_dynamics.py::test_gradients_match_central_differences`.
 
 
 def test_default_model_is_stable_at_default_step():

@@ -20,7 +20,9 @@ on the same training block:
 
 Scored on a held-out test block: forecast RMSE of the slow variables from the
 true slow state against lead time, normalised by the climatological std, and the
-valid time (the lead where it reaches 0.5). Run it in float64.
+valid time (the lead where it reaches 0.5); and the time-averaged ``rmse.a`` /
+``rmse.f`` of cycled 4DVar with each model (`cycle`, windows of 2 observation
+times sliding by one, the same static ``B`` for all). Run it in float64.
 """
 
 import pathlib
@@ -68,14 +70,19 @@ def table(results: dict, block: str = "test", leads=(0.5, 1.0, 2.0)) -> str:
     head = f"{'model':<14} {'valid time':>10} " + " ".join(
         f"{'nRMSE@' + format(grid[j], 'g'):>9}" for j in columns
     )
+    cycling = results.get("cycling") if block == "test" else None
+    if cycling:
+        head += f" {'rmse.a':>7} {'rmse.f':>7}"
     lines = [head]
     for name in MODELS:
         score = results["scores"][block, name]
         bound = " " if score["crossed"] else ">"
-        lines.append(
-            f"{name:<14} {bound}{score['valid_time']:9.2f} "
-            + " ".join(f"{score['nrmse'][j]:9.3f}" for j in columns)
+        line = f"{name:<14} {bound}{score['valid_time']:9.2f} " + " ".join(
+            f"{score['nrmse'][j]:9.3f}" for j in columns
         )
+        if cycling:
+            line += f" {cycling[name]['rmse.a']:7.3f} {cycling[name]['rmse.f']:7.3f}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -84,10 +91,21 @@ def to_dataset(results: dict) -> xr.Dataset:
     blocks = ("valid", "test")
     nrmse = [[results["scores"][b, m]["nrmse"] for m in MODELS] for b in blocks]
     valid = [[results["scores"][b, m]["valid_time"] for m in MODELS] for b in blocks]
+    cycling = results["cycling"]
     return xr.Dataset(
         {
             "nrmse": (("block", "model", "lead"), np.asarray(nrmse)),
             "valid_time": (("block", "model"), np.asarray(valid)),
+            "cycled_rmse_a": (
+                ("model",),
+                np.asarray([cycling[m]["rmse.a"] for m in MODELS]),
+                {"long_name": "time-averaged analysis RMSE, cycled 4DVar, test"},
+            ),
+            "cycled_rmse_f": (
+                ("model",),
+                np.asarray([cycling[m]["rmse.f"] for m in MODELS]),
+                {"long_name": "time-averaged forecast RMSE, cycled 4DVar, test"},
+            ),
         },
         coords={"block": list(blocks), "model": list(MODELS), "lead": results["leads"]},
         attrs={"clim_std": results["clim_std"], "title": "model-error forecast skill"},
