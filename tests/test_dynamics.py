@@ -290,6 +290,21 @@ def test_fixed_step_rk4_falls_back_to_diffrax_with_same_values():
     assert np.array_equal(model.integrate(x0, off), diffrax_rk4.integrate(x0, off))
 
 
+def test_fixed_step_rk4_scans_numpy_times_inside_jit():
+    # Times known at trace time (a NumPy array built inside the jitted function)
+    # stay concrete: the scan path, not diffrax's while loop, with RK4's values.
+    model = Lorenz96(n=12)
+    x0 = jnp.asarray(8.0 + np.cos(np.arange(12.0)))
+
+    def final_sum(x):
+        return model.integrate(x, 0.05 * np.array([0.0, 2.0, 6.0]))[-1].sum()
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(final_sum))(x0))
+    assert "scan" in jaxpr and "while" not in jaxpr
+    ref = _numpy_rk4(_l96(8.0), np.asarray(x0), 0.05, 6)
+    np.testing.assert_allclose(jax.jit(final_sum)(x0), ref[6].sum(), rtol=1e-13)
+
+
 def test_lorenz96_adaptive_matches_fine_rk4_any_n():
     x0 = np.sin(np.arange(7.0))
     ref = _numpy_rk4(_l96(5.0), x0, 1e-3, 500)

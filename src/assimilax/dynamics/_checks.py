@@ -34,8 +34,16 @@ def check_times(times: Real[ArrayLike, "..."], dtype) -> Float[Array, " time"]:
     Static problems (rank, length) raise a `ValueError` at once; monotonicity is
     checked eagerly when `times` is concrete and with `eqx.error_if` under `jit`.
     Casting to the state's dtype keeps strict dtype promotion happy inside diffrax.
+    Times known now (NumPy arrays, lists, concrete arrays) stay concrete under
+    `jit`, so that `FixedStepRK4` takes its `lax.scan` path there too.
     """
-    times = jnp.asarray(times)
+    if is_concrete(times):
+        # Under `jit`, `jnp.asarray` of constants would give a tracer.
+        with jax.ensure_compile_time_eval():
+            times = jnp.asarray(times)
+            times = times.astype(dtype) if times.ndim == 1 else times
+    else:
+        times = jnp.asarray(times)
     if times.ndim != 1:
         raise ValueError(
             f"`times` must be 1-D (one time per output), got shape {times.shape}."
