@@ -2,7 +2,7 @@
 
 - `iterate_while` stops at convergence; it is forward-mode differentiable only
   (JAX cannot reverse-differentiate a `while_loop` of unknown length).
-- `iterate_scan` runs at most `num_steps` iterations in Equinox's checkpointed
+- `iterate_checkpointed` runs at most `num_steps` iterations in Equinox's checkpointed
   while loop (the loop Optimistix's `RecursiveCheckpointAdjoint` runs): it stops
   at convergence and is reverse-mode (not forward-mode) differentiable, storing
   carries only, every step's or a budget of checkpoints (`checkpoint_count`).
@@ -42,7 +42,7 @@ def iterate_while(
     return lax.while_loop(cond, body, (x, state, jnp.array(0)))
 
 
-def iterate_scan(
+def iterate_checkpointed(
     fn: Objective,
     solver: AbstractInnerSolver,
     x: X,

@@ -3,7 +3,7 @@
 import equinox as eqx
 
 from ..._custom_types import Args, IntScalar, Objective, X
-from .._iterate import iterate_scan, iterate_while, stop_gradient_tree
+from .._iterate import iterate_checkpointed, iterate_while, stop_gradient_tree
 from .._solvers._base import AbstractInnerSolver, InnerState
 from ._base import AbstractHypergradient
 from ._unrolled import refuse_non_differentiable
@@ -66,7 +66,7 @@ class Truncated(AbstractHypergradient):
         state = solver.refresh(fn, x, args, state)
         # The window always takes its k steps, converged or not: the parameters'
         # influence must pass through k iterations for the bias bound to hold.
-        x, state, n_tail = iterate_scan(
+        x, state, n_tail = iterate_checkpointed(
             fn, solver, x, args, state, self.k, freeze_when_converged=False
         )
         return x, state, n_head + n_tail

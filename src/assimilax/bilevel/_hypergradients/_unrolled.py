@@ -5,7 +5,7 @@ from typing import ClassVar
 import equinox as eqx
 
 from ..._custom_types import Args, IntScalar, Objective, X
-from .._iterate import iterate_scan
+from .._iterate import iterate_checkpointed
 from .._solvers._base import AbstractInnerSolver, InnerState
 from ._base import AbstractHypergradient
 
@@ -83,7 +83,7 @@ class Unrolled(AbstractHypergradient):
     ) -> tuple[X, InnerState, IntScalar]:
         del throw
         state = solver.init(fn, x0, args)
-        return iterate_scan(
+        return iterate_checkpointed(
             fn,
             solver,
             x0,
