@@ -4,15 +4,13 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._models import integrate
-
 
 def forecast_rmse(model, starts, truth, interval: float) -> np.ndarray:
     """The RMSE of forecasts from the true slow states `starts`
     ``(num, K)`` against `truth` ``(num, leads, K)`` (lead ``j`` at ``j
     interval``): shape ``(leads,)``, averaged over variables and starts."""
     times = np.arange(truth.shape[1]) * interval
-    forecasts = eqx.filter_jit(jax.vmap(lambda x: integrate(model, x, times)))(starts)
+    forecasts = eqx.filter_jit(jax.vmap(lambda x: model.integrate(x, times)))(starts)
     return np.sqrt(np.mean((np.asarray(forecasts) - truth) ** 2, axis=(0, 2)))
 
 

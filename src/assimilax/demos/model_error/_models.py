@@ -9,7 +9,6 @@ from jaxtyping import Array, Float, PyTree
 
 from ... import bilevel as ax
 from ...costs import StrongConstraint4DVar
-from ...costs._window import grid_array
 from ...dynamics import CorrectedDynamics, FixedStepRK4, LocalConvCorrection, Lorenz96
 from ...observations import Identity, Observations, ScalarNoise
 from ...priors import DiagonalBackground
@@ -88,15 +87,8 @@ class Experiment(eqx.Module):
         # The forecast runs through the window, then over `future`'s times.
         times = np.arange(self.window + 1 + window["future"].shape[0])
         times = times * self.obs_interval
-        forecast = integrate(self.model(params), x0, times)[self.window + 1 :]
+        forecast = self.model(params).integrate(x0, times)[self.window + 1 :]
         return masked_mse(forecast, window["future"])
-
-
-def integrate(model, x0: Array, times: np.ndarray) -> Array:
-    """``model.integrate(x0, times)`` with `times` kept concrete under `jit`
-    (`grid_array`): `FixedStepRK4` then runs its `lax.scan`, not the diffrax
-    fallback (whose reverse mode loops over `max_steps` checkpoints)."""
-    return model.integrate(x0, grid_array(times, x0.dtype))
 
 
 def masked_mse(forecast: Array, obs: Array) -> Array:

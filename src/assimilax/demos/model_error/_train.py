@@ -13,7 +13,7 @@ from ... import bilevel as ax
 from ..._promotion import optax_promotion
 from ...dynamics import LinearCorrection
 from ...learning import fit
-from ._models import analyses, Experiment, integrate
+from ._models import analyses, Experiment
 
 
 def adam_fit(loss_fn, params, steps: int, learning_rate: float):
@@ -76,7 +76,7 @@ def train_two_step(
 
     def loss(c):
         model = experiment.model(c)
-        forecast = jax.vmap(lambda x: integrate(model, x, times)[-1])(start)
+        forecast = jax.vmap(lambda x: model.integrate(x, times)[-1])(start)
         return jnp.mean((forecast - end) ** 2)
 
     params, losses, timing = adam_fit(loss, correction, steps, learning_rate)
