@@ -4,6 +4,7 @@ No data-assimilation knowledge: usable for any objective ``fn(x, args)``.
 """
 
 from ._argmin import argmin as argmin
+from ._deq import DEQ as DEQ
 from ._hvp import (
     AbstractHVP as AbstractHVP,
     AutodiffHVP as AutodiffHVP,
@@ -27,14 +28,19 @@ from ._preconditioners import (
     OperatorPreconditioner as OperatorPreconditioner,
 )
 from ._problem import AbstractProblem as AbstractProblem
+from ._root_find import fixed_point as fixed_point, root_find as root_find
 from ._solution import (
     LinearSolveInfo as LinearSolveInfo,
     Solution as Solution,
     Stats as Stats,
 )
+from ._solvers._anderson import Anderson as Anderson
 from ._solvers._base import (
     AbstractInnerSolver as AbstractInnerSolver,
     InnerState as InnerState,
+)
+from ._solvers._fixed_point_iteration import (
+    FixedPointIteration as FixedPointIteration,
 )
 from ._solvers._gauss_newton import GaussNewton as GaussNewton
 from ._solvers._gradient_descent import GradientDescent as GradientDescent
@@ -44,6 +50,7 @@ from ._solvers._linesearch import (
     AbstractLineSearch as AbstractLineSearch,
     BacktrackingLineSearch as BacktrackingLineSearch,
 )
+from ._solvers._newton import Newton as Newton
 from ._solvers._optax import OptaxSolver as OptaxSolver
 from ._solvers._primal_dual import PrimalDual as PrimalDual
 from ._solvers._prox import (
@@ -56,4 +63,5 @@ from ._solvers._prox import (
     Zero as Zero,
 )
 from ._solvers._proximal import ProximalGradient as ProximalGradient
+from ._solvers._root import AbstractRootSolver as AbstractRootSolver
 from ._value_and_hypergrad import value_and_hypergrad as value_and_hypergrad

@@ -10,7 +10,7 @@ import jax.tree_util as jtu
 
 from .._custom_types import Args, IntScalar, Objective, X
 from .._results import RESULTS
-from ._checks import check_finite_x0, check_objective, check_x0
+from ._checks import check_finite_x0, check_x0
 from ._iterate import stop_gradient_tree
 from ._solution import Solution, Stats
 from ._solvers._base import AbstractInnerSolver, InnerState
@@ -25,7 +25,7 @@ def prepare(fn: Objective, x0: X, args: Args, solver: AbstractInnerSolver):
     """
     check_x0(x0)
     x0 = jtu.tree_map(jnp.asarray, x0)
-    check_objective(fn, x0, args)
+    solver.check_problem(fn, x0, args)
     solver.check_objective(fn, x0, args)
     x0 = check_finite_x0(x0)
     return eqx.filter_closure_convert(fn, x0, args), x0

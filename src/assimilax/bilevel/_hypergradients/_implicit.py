@@ -56,8 +56,10 @@ class Implicit(AbstractHypergradient):
       dtype of the solution; `dtype_rtol`), a relative residual each can reach:
       the Hessian at a strict minimum is symmetric positive definite (the PSD tag is
       only valid there, which is why the solve's outcome is checked and reported).
-      Also `lx.GMRES`, `lx.BiCGStab` (required for proximal solvers, whose
-      fixed-point Jacobian is not symmetric), `Neumann(k)`, or dense `lx.LU()`.
+      For solvers whose condition is not a gradient (proximal solvers, the root
+      solvers of `root_find` / `fixed_point`: a non-symmetric Jacobian) the
+      default is ``lx.GMRES`` with the same tolerances, and an explicit `lx.CG`
+      is refused. Also `lx.BiCGStab`, `Neumann(k)`, or dense `lx.LU()`.
     - `hvp`: `AutodiffHVP()` (default) or `FiniteDifferenceHVP(eps)`.
     - `warm_start`: start the backward solve from the best combination of the
       previous outer steps' adjoint vectors (used by `value_and_hypergrad`;
@@ -116,13 +118,19 @@ class Implicit(AbstractHypergradient):
         if isinstance(self.damping, (int, float)) and self.damping < 0:
             raise ValueError(f"Implicit(damping=...) must be >= 0, got {self.damping}.")
 
-    def linear_solver_for(self, dtype) -> lx.AbstractLinearSolver:
+    def linear_solver_for(
+        self, dtype, symmetric: bool = True
+    ) -> lx.AbstractLinearSolver:
         """The backward solve's lineax solver for a solution of `dtype`: the
-        field, or the default CG with tolerances that follow the dtype."""
+        field, or by default CG (`symmetric`: the Hessian of a smooth problem)
+        or GMRES (the non-symmetric Jacobian of a fixed-point or root
+        condition), with tolerances that follow the dtype."""
         if self.linear_solver is not None:
             return self.linear_solver
         tol = dtype_rtol(1e-6, dtype)
-        return lx.CG(rtol=tol, atol=tol)
+        if symmetric:
+            return lx.CG(rtol=tol, atol=tol)
+        return lx.GMRES(rtol=tol, atol=tol)
 
     def check_differentiable(self, solver: AbstractInnerSolver) -> None:
         """Raise a `ValueError` if this strategy cannot differentiate `solver`.
@@ -140,16 +148,14 @@ class Implicit(AbstractHypergradient):
             )
         if solver.optimality_is_gradient:
             return
-        if self.linear_solver is None or isinstance(
-            self.linear_solver, _SYMMETRIC_SOLVERS
-        ):
-            default = self.linear_solver is None
-            name_solver = "CG" if default else type(self.linear_solver).__name__
+        if isinstance(self.linear_solver, _SYMMETRIC_SOLVERS):
+            name_solver = type(self.linear_solver).__name__
             raise ValueError(
                 f"Implicit(linear_solver={name_solver}) needs a "
                 f"symmetric system, but {name}'s optimality condition is a fixed-point "
                 "equation with a non-symmetric Jacobian. Use "
-                "Implicit(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-8)) or lx.BiCGStab."
+                "Implicit(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-8)), lx.BiCGStab, "
+                "or the default (GMRES for such solvers)."
             )
         if not isinstance(self.hvp, AutodiffHVP):
             raise ValueError(
@@ -291,7 +297,9 @@ class Implicit(AbstractHypergradient):
             y0 = jtu.tree_map(lambda g: g / scale, guess)
         # The preconditioner runs the solve: it may decline its operator at run
         # time, and reports whether it applied it.
-        linear_solver = self.linear_solver_for(jnp.result_type(*jtu.tree_leaves(x)))
+        linear_solver = self.linear_solver_for(
+            jnp.result_type(*jtu.tree_leaves(x)), solver.optimality_is_gradient
+        )
         value, result, num_steps, preconditioned = self.preconditioner.solve(
             operator, unit_b, y0, linear_solver, preconditioner
         )

@@ -15,6 +15,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
 
 from ..._custom_types import Args, BoolScalar, Objective, Scalar, X
+from .._checks import check_objective as check_scalar_objective
 
 
 class InnerState(eqx.Module):
@@ -155,6 +156,11 @@ class AbstractInnerSolver(eqx.Module):
         """
         value, grad = value_and_grad(fn, x, args)
         return InnerState(value, grad, state.residual, state.residual0, state.extra)
+
+    def check_problem(self, fn: Objective, x0: X, args: Args) -> None:
+        """Eager check of what `fn` returns at `x0`: a real scalar objective for a
+        minimiser (root solvers override it: a residual shaped like ``x0``)."""
+        check_scalar_objective(fn, x0, args)
 
     def check_objective(self, fn: Objective, x0: X, args: Args) -> None:
         """Eager, trace-time checks of what this solver needs from `fn` (override)."""
