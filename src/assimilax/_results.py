@@ -16,8 +16,9 @@ class RESULTS(optx.RESULTS):  # pyright: ignore
         "`throw=False` and inspect `sol.stats`."
     )
     inner_nonfinite = (
-        "The inner solve produced NaN or inf (in the iterate or the objective). Check "
-        "the objective at `x0`, and reduce the solver's step size."
+        "The inner solve produced NaN or inf (in the iterate, the objective or the "
+        "residual). Check the objective (or the map) at `x0`, and reduce the "
+        "solver's step size (or its damping)."
     )
     linear_solve_failed = (
         "The backward linear solve of the implicit hypergradient did not converge "

@@ -51,7 +51,8 @@ class DEQ(eqx.Module):
     throw: bool = eqx.field(static=True, default=True)
 
     def solve(self, x: Float[ArrayLike, "..."]) -> Solution:
-        """The fixed-point `Solution` for input ``x``."""
+        """The fixed-point `Solution` for input ``x`` (the shape the cell takes);
+        its `value` has shape `state_shape`."""
         x = jnp.asarray(x)
         z0 = jnp.zeros(self.state_shape, jnp.result_type(x))
         return fixed_point(

@@ -25,7 +25,7 @@ class Newton(AbstractRootSolver):
     - `linear_solver`: any lineax solver for a square, non-symmetric system;
       default `lx.LU()` (dense, exact; O(n³) per step). For large states use
       ``lx.GMRES(rtol, atol)`` (matrix-free).
-    - `step_size`: 1 for Newton's method; below 1 damps it (no line search, so
+    - `step_size`: a scalar, 1 for Newton's method; below 1 damps it (no line search, so
       Newton converges from starts close enough to a regular root).
     - `max_steps`, `rtol`, `atol`: stop when ``|F(z)| <= atol + rtol * |F(z0)|``
       (``rtol=None``: 1e-10 in float64, 2.4e-5 in float32).
