@@ -64,7 +64,9 @@ def histories():
         ).history
 
     # Three small gradient steps do not converge: failed inner solves.
-    return run(ax.LBFGS(rtol=1e-10)), run(ax.GradientDescent(learning_rate=0.1, max_steps=3))
+    return run(ax.LBFGS(rtol=1e-10)), run(
+        ax.GradientDescent(learning_rate=0.1, max_steps=3)
+    )
 
 
 def test_fit_history_draws_loss_parameters_iterations(histories):
@@ -123,11 +125,15 @@ def test_fit_history_of_several_runs_and_errors(histories):
         _line(params_ax, "two steps").get_ydata(),
         np.exp(histories[1]["params.log_weight"].values),
     )
-    first, second = _line(loss_ax, "loss (tight)"), _line(loss_ax, "loss (two steps)")
+    first, second = _line(loss_ax, "tight"), _line(loss_ax, "two steps")
     np.testing.assert_array_equal(second.get_ydata(), histories[1]["loss"].values)
     assert first.get_color() != second.get_color()
-    # Without parameters or solver statistics: the loss panel only.
-    assert len(fit_history(histories[0][["loss"]]).axes) == 1
+    assert _line(loss_ax, "validation (two steps)").get_marker() == "o"
+    # Without parameters or solver statistics: the loss panel only; a validation
+    # loss never evaluated (all NaN) is not drawn.
+    loss_only = histories[0][["loss"]]
+    alone = fit_history(loss_only.assign(validation_loss=loss_only["loss"] * np.nan))
+    assert len(alone.axes) == 1 and _labels(alone.axes[0]) == ["loss"]
     # A non-finite loss is marked by a vertical line at its step.
     broken = histories[0].copy()
     broken["loss"] = broken["loss"].where(broken["step"] != 4, np.inf)

@@ -50,7 +50,7 @@ def fit_history(
 
     **Returns:** a `matplotlib.figure.Figure` with one row of panels: the outer
     loss (`loss` as lines, on a log axis when positive; `validation_loss` as
-    markers where evaluated; a red vertical line at a step with a non-finite
+    dashed markers where evaluated; a red vertical line at a step with a non-finite
     loss), the parameters (when there are any), and the iterations per window
     (`inner_steps` solid, backward `linear_steps` dashed where any ran; red
     crosses at steps where `inner_failures` > 0).
@@ -92,7 +92,8 @@ def _loss_panel(ax, history: xr.Dataset, steps: np.ndarray) -> None:
     series = series_dim("fit_history", history["loss"], STEP)
     positive, bad_label = True, "non-finite loss"
     for i, (label, loss) in enumerate(lines(history["loss"], STEP, series)):
-        ax.plot(steps, loss, color=_colour(i, 0, series), label=_name("loss", label))
+        text = "loss" if label is None else label  # with runs: the run's name
+        ax.plot(steps, loss, color=_colour(i, 0, series), label=text)
         positive &= bool(np.all(loss[np.isfinite(loss)] > 0))
         for step in steps[~np.isfinite(loss)]:
             ax.axvline(step, color="red", linestyle=":", label=bad_label)
@@ -101,6 +102,8 @@ def _loss_panel(ax, history: xr.Dataset, steps: np.ndarray) -> None:
         valid = lines(history["validation_loss"], STEP, series)
         for i, (label, loss) in enumerate(valid):
             keep = np.isfinite(loss)
+            if not keep.any():  # no validation set, or never evaluated
+                continue
             ax.plot(
                 steps[keep],
                 loss[keep],
