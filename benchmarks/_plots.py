@@ -25,7 +25,8 @@ def _save(fig, path: Path) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # constrained layout lays out by itself
+        fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     _pyplot().close(fig)
 
@@ -41,12 +42,30 @@ def _bars(ax, labels, values, colours, xlabel: str) -> None:
 
 
 def hypergradients(payload: dict[str, Any], path: Path) -> None:
-    """Error and time per method, one row of panels per problem."""
+    """Error and time per method, one row of panels per problem; below them,
+    the error against inner steps, truncation k and CG tolerance (drawn by
+    `assimilax.plotting.hypergradient_error`), when the run swept them."""
     plt = _pyplot()
     problems = payload["problems"]
-    fig, axes = plt.subplots(
-        len(problems), 2, figsize=(11, 4.5 * len(problems)), squeeze=False
+    sweeps = payload.get("error_sweeps")
+    height = 4.5 * len(problems)
+    fig = plt.figure(
+        figsize=(11, height + (3.2 if sweeps else 0.0)), layout="constrained"
     )
+    if sweeps:
+        from _error_sweeps import from_payload
+        from assimilax.plotting import hypergradient_error
+
+        top, bottom = fig.subfigures(2, 1, height_ratios=(height, 3.2))
+        hypergradient_error(
+            from_payload(sweeps),
+            fig=bottom,
+            title=f"{sweeps['attrs']['problem']}: error against what each "
+            "strategy is given",
+        )
+    else:
+        top = fig
+    axes = top.subplots(len(problems), 2, squeeze=False)
     for (ax_err, ax_time), result in zip(axes, problems):
         rows = result["rows"]
         labels = [r["name"] for r in rows]

@@ -58,6 +58,7 @@ from _common import (  # noqa: E402
     script_main,
     start_payload,
 )
+from _error_sweeps import error_sweeps  # noqa: E402
 from _tikhonov import make_problem, Problem  # noqa: E402
 
 
@@ -96,6 +97,12 @@ class Config:
     budget_s: float = 30.0
     # Also compile and time the forward pass alone (the fwd / bwd columns).
     time_forward: bool = True
+    # Error against inner steps, truncation k and CG tolerance (`_error_sweeps`),
+    # on this problem (None: no sweeps).
+    sweep_problem: str | None = "1d"
+    sweep_steps: tuple[int, ...] = (25, 50, 100, 200, 400, 800)
+    sweep_k: tuple[int, ...] = (1, 5, 25, 125, 400)
+    sweep_rtol: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8, 1e-10)
 
 
 FULL = Config()
@@ -628,7 +635,35 @@ def run(cfg: Config, out: Path | None = RESULTS_PATH, *, verbose: bool = True) -
         payload["problems"].append(result)
         if verbose:
             print_result(result)
+    if cfg.sweep_problem is not None:
+        problem = _problem(cfg.sweep_problem, cfg)
+        sweeps = error_sweeps(
+            problem,
+            steps=cfg.sweep_steps,
+            ks=cfg.sweep_k,
+            rtols=cfg.sweep_rtol,
+            needed=steps_needed(problem, cfg),
+            linear_rtol=cfg.linear_rtol,
+        )
+        payload["error_sweeps"] = sweeps.to_dict(data="list")
+        if verbose:
+            print_sweeps(sweeps)
     return finish_payload(payload, out, verbose=verbose)
+
+
+def print_sweeps(sweeps) -> None:
+    """One Markdown table per sweep: the relative error at each swept value."""
+    print(f"\n### Relative error against the sweeps ({sweeps.attrs['problem']})")
+    for name in sweeps.data_vars:
+        da = sweeps[name]
+        dim = next(d for d in da.dims if d != "strategy")
+        labels = da["strategy"].values if "strategy" in da.dims else [name]
+        rows = [
+            [value] + [fmt_sci(float(x)) for x in np.atleast_1d(da.sel({dim: value}))]
+            for value in da[dim].values
+        ]
+        print(f"\n{da[dim].attrs.get('long_name', dim)}\n")
+        print(markdown_table([dim, *map(str, labels)], rows))
 
 
 def main(argv: list[str] | None = None) -> None:

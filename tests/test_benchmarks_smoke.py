@@ -9,6 +9,7 @@ measurements come from running the scripts themselves.
 import json
 import math
 
+import numpy as np
 import pytest
 
 from scripts import load_benchmark
@@ -37,6 +38,9 @@ def test_hypergradient_benchmark_tiny(tmp_path):
         truncation=(),
         problems=("1d",),
         methods=("GD + Unrolled", implicit, reference),
+        sweep_steps=(5, 60),
+        sweep_k=(1, 10),
+        sweep_rtol=(1e-1, 1e-10),
     )
     out = tmp_path / "hypergradients.json"
     bench.run(cfg, out, verbose=False)
@@ -57,6 +61,14 @@ def test_hypergradient_benchmark_tiny(tmp_path):
         # closed form or a broken strategy (errors of order one).
         assert row["rel_error"] < 1e-6, row
     assert isinstance(problem["target"]["holds"], bool)
+    # The error sweeps, in the layout of `assimilax.plotting.hypergradient_error`:
+    # more steps, a larger k and a tighter CG tolerance each cut the error.
+    sweeps = load_benchmark("_error_sweeps").from_payload(payload["error_sweeps"])
+    assert sweeps["error_steps"].dims == ("strategy", "steps")
+    assert list(sweeps["k"].values) == [1, 10]
+    for name in ("error_steps", "error_k", "error_rtol"):
+        first, last = sweeps[name].isel({sweeps[name].dims[-1]: [0, -1]}).T.values
+        assert np.all(last < first), (name, sweeps[name].values)
 
 
 def test_hypergradient_memory_benchmark_tiny(tmp_path):

@@ -22,3 +22,19 @@ def save_figure(
     draw(data, figure)
     figure.savefig(path, dpi=100)
     return True
+
+
+def save_plot(plot: Callable[[], Any], path: pathlib.Path) -> bool:
+    """Save the figure that ``plot()`` returns (an `assimilax.plotting` function,
+    e.g. ``lambda: fit_history(history)``) as PNG.
+
+    Returns `False`, with a note on stdout, when matplotlib is not installed (the
+    plotting functions raise `ImportError` then).
+    """
+    try:
+        figure = plot()
+    except ImportError:
+        print(f"matplotlib is not installed: no plot ({path.name}).")
+        return False
+    figure.savefig(path, dpi=100)
+    return True

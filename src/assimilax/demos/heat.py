@@ -9,8 +9,9 @@ analysis error against the truth of each window; `fit` learns ``log kappa``
 from twice the truth with three hypergradient strategies, which must agree:
 `Implicit` and `Unrolled` through the Gauss-Newton solve, and
 `GradientFlowAdjoint` through a gradient flow of the same cost (implicit Euler:
-the flow is stiff). Prints a table, saves the learning curves
-(``heat1d_learn_kappa.png``, when matplotlib is installed) and the histories
+the flow is stiff). Prints a table, saves the learning curves (loss, kappa and
+solver iterations per strategy, `assimilax.plotting.fit_history`:
+``heat1d_learn_kappa.png``, when matplotlib is installed) and the histories
 (``heat1d_learn_kappa.nc``). Everything is generated: no data to download.
 
 Run it in float64 (``jax.config.update("jax_enable_x64", True)``; the command
@@ -35,8 +36,9 @@ from ..costs import ControlVariable, StrongConstraint4DVar
 from ..dynamics import Heat1D
 from ..learning import AbstractWarmStart, fit, StrategyDefault, WarmStart
 from ..observations import Observations, ScalarNoise, Stations
+from ..plotting import fit_history
 from ..priors import DiffusionBackground
-from ._plots import save_figure
+from ._plots import save_plot
 
 
 NAME = "heat1d_learn_kappa"
@@ -194,17 +196,10 @@ def main(
     history["kappa"] = np.exp(history["params.log_kappa"])
     history.attrs = {"true_kappa": KAPPA, "title": "heat 1D: kappa learnt by fit"}
     history.to_netcdf(out / f"{NAME}.nc")
-    save_figure(_plot, history, out / f"{NAME}.png")
+    save_plot(
+        lambda: fit_history(
+            history, ("kappa",), truth={"kappa": KAPPA}, title=history.attrs["title"]
+        ),
+        out / f"{NAME}.png",
+    )
     return numbers
-
-
-def _plot(history: xr.Dataset, figure) -> None:
-    left, right = figure.subplots(1, 2)
-    for strategy in history["strategy"].values:
-        one = history.sel(strategy=strategy)
-        left.plot(one["step"], one["kappa"], label=str(strategy))
-        right.semilogy(one["step"], one["loss"], label=str(strategy))
-    left.axhline(KAPPA, color="k", linestyle=":", label="truth")
-    left.set(xlabel="outer step", ylabel="kappa", title="learnt diffusivity")
-    right.set(xlabel="outer step", ylabel="outer loss", title="analysis error")
-    left.legend()

@@ -12,7 +12,9 @@ cycled from each window's Hessian (``covariance=CycledB()``, starting from ``I``
 the error covariance of the first guess). Prints the time-averaged analysis RMSE
 of the three, saves the cycled-``B`` test cycle (``lorenz96_cycling.nc``) and a
 Hovmöller diagram of truth, analysis and error over the last 10 time units
-(``lorenz96_cycling.png``, with matplotlib).
+(``lorenz96_cycling.png``, with matplotlib), and its ``rmse.a``/``rmse.f`` over
+time with the cycled ``B``'s spread against its error
+(``lorenz96_cycling_rmse.png``, `assimilax.plotting.cycling_rmse`).
 Everything is generated: no data to download. Run it in float64.
 """
 
@@ -36,8 +38,9 @@ from ..assimilation import (
 from ..dynamics import Lorenz96
 from ..io import twin_experiment
 from ..observations import Identity, ScalarNoise
+from ..plotting import cycling_rmse
 from ..priors import CovarianceBackground
-from ._plots import save_figure
+from ._plots import save_figure, save_plot
 
 
 NAME = "lorenz96_cycling"
@@ -116,6 +119,10 @@ def main(
     best = best.assign(error=best["analysis"] - best["truth"])
     best.to_netcdf(out / f"{NAME}.nc")
     save_figure(_plot, best, out / f"{NAME}.png")
+    save_plot(
+        lambda: cycling_rmse(best, title="4DVar, flow-dependent B"),
+        out / f"{NAME}_rmse.png",
+    )
     numbers["seconds"] = time.perf_counter() - start
     return numbers
 

@@ -8,24 +8,69 @@ import xarray as xr
 from .._dims import STATION, TIME
 
 
-def new_figure(num_panels: int, panel_size: tuple[float, float], figsize, **kwargs):
+def new_figure(
+    num_panels: int, panel_size: tuple[float, float], figsize, fig=None, **kwargs
+):
     """A matplotlib `Figure` with one row of `num_panels` axes.
 
     The `Figure` is built directly, without `pyplot`: no global figure registry and
     no GUI backend, so plotting works headless and in threads; `savefig` renders
-    with Agg (PNG) or the vector backends.
+    with Agg (PNG) or the vector backends. A `fig` given (a `Figure` or a
+    `SubFigure`, e.g. one of ``Figure.subfigures``) receives the axes instead, so
+    that a plot can be one part of a larger figure.
     """
     try:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure, FigureBase
     except ImportError as error:  # matplotlib is an optional extra
         raise ImportError(
             "assimilax.plotting needs matplotlib: `pip install assimilax[plot]`."
         ) from error
-    if figsize is None:
-        figsize = (panel_size[0] * num_panels + 1.0, panel_size[1])
-    fig = Figure(figsize=figsize, layout="constrained")
+    if fig is None:
+        if figsize is None:
+            figsize = (panel_size[0] * num_panels + 1.0, panel_size[1])
+        fig = Figure(figsize=figsize, layout="constrained")
+    elif not isinstance(fig, FigureBase):
+        raise TypeError(
+            "fig=... must be a matplotlib Figure or SubFigure, got "
+            f"{type(fig).__name__}."
+        )
     axes = fig.subplots(1, num_panels, squeeze=False, **kwargs)[0]
     return fig, list(axes)
+
+
+def require(owner: str, ds: xr.Dataset, names: Sequence[str], what: str) -> None:
+    """Raise a `KeyError` naming the first of `names` missing from `ds`."""
+    for name in names:
+        if name not in ds.data_vars:
+            raise KeyError(
+                f"{owner}: the Dataset has no variable {name!r} ({what}; variables: "
+                f"{list(map(str, ds.data_vars))})."
+            )
+
+
+def series_dim(owner: str, da: xr.DataArray, along: str) -> str | None:
+    """The one dim of `da` besides `along` (one line per label along it), or None.
+
+    E.g. the `strategy` of ``xr.concat(histories, dim="strategy")``.
+    """
+    others = [d for d in da.dims if d != along]
+    if len(others) > 1:
+        raise ValueError(
+            f"{owner}: `{da.name}` has dims {da.dims}: expected `{along}` and at "
+            "most one more (one line per label along it)."
+        )
+    return str(others[0]) if others else None
+
+
+def lines(da: xr.DataArray, along: str, series: str | None):
+    """``(label, values)`` of each line of `da`: one per label along `series`."""
+    if series is None:
+        return [(None, np.asarray(da.values, float))]
+    labels = da[series].values if series in da.coords else range(da.sizes[series])
+    return [
+        (str(label), np.asarray(da.isel({series: i}).values, float))
+        for i, label in enumerate(labels)
+    ]
 
 
 def check_variables(
