@@ -27,15 +27,14 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-import xarray as xr  # noqa: E402
 from jaxtyping import Array, Float  # noqa: E402
 
 import assimilax as ax  # noqa: E402
 from assimilax.costs import StrongConstraint4DVar  # noqa: E402
-from assimilax.demos._plots import save_figure  # noqa: E402
 from assimilax.dynamics import Lorenz96  # noqa: E402
 from assimilax.learning import evaluate_outer_loss, fit  # noqa: E402
 from assimilax.observations import Identity, Observations, ScalarNoise  # noqa: E402
+from assimilax.plotting import fit_history  # noqa: E402
 from assimilax.priors import DiagonalBackground  # noqa: E402
 
 
@@ -146,18 +145,11 @@ def main(out="examples/output", quick=False, seed=0):
     history = result.history
     history.attrs = {"true_F": TRUE_F, "title": "Lorenz-96 forcing learnt by fit"}
     history.to_netcdf(out / f"{NAME}.nc")
-    save_figure(_plot, history, out / f"{NAME}.png")
+    figure = fit_history(
+        history, ["params.F"], truth={"params.F": TRUE_F}, title=history.attrs["title"]
+    )
+    figure.savefig(out / f"{NAME}.png", dpi=100)
     return numbers
-
-
-def _plot(history: xr.Dataset, figure) -> None:
-    left, right = figure.subplots(1, 2)
-    left.plot(history["step"], history["params.F"], label="learnt")
-    left.axhline(TRUE_F, color="k", linestyle=":", label="truth")
-    left.set(xlabel="outer step", ylabel="F", title="forcing")
-    left.legend()
-    right.semilogy(history["step"], history["loss"])
-    right.set(xlabel="outer step", ylabel="held-out misfit", title="outer loss")
 
 
 if __name__ == "__main__":
