@@ -1,5 +1,6 @@
 """Observations for data assimilation: operators ``H``, noise ``R``, missing values."""
 
+from ._clouds import cloud_mask as cloud_mask
 from ._noise import (
     AbstractNoise as AbstractNoise,
     DiagonalNoise as DiagonalNoise,

@@ -14,6 +14,7 @@ from ._conv_denoisers import (
 )
 from ._covariance import CovarianceBackground as CovarianceBackground
 from ._diffusion import DiffusionBackground as DiffusionBackground
+from ._eof import EOFBasis as EOFBasis
 from ._gaussian import (
     AbstractBackground as AbstractBackground,
     DiagonalBackground as DiagonalBackground,
