@@ -1,13 +1,19 @@
 """The learning layer: outer loops through the argmin, learned priors' pretraining,
 learned solvers."""
 
+from ._conv_lstm import (
+    AbstractConvLSTMCell as AbstractConvLSTMCell,
+    ConvLSTMCell1D as ConvLSTMCell1D,
+    ConvLSTMCell2D as ConvLSTMCell2D,
+    ConvLSTMModulator as ConvLSTMModulator,
+)
 from ._evaluate import evaluate_outer_loss as evaluate_outer_loss
 from ._fit import fit as fit, FitResult as FitResult
 from ._learned_gradient import (
-    ConvLSTMCell1D as ConvLSTMCell1D,
     LearnedGradientSolver as LearnedGradientSolver,
     train_learned_gradient_solver as train_learned_gradient_solver,
 )
+from ._learned_solver import LearnedGradientDescent as LearnedGradientDescent
 from ._lista import (
     ista_iterates as ista_iterates,
     LISTA as LISTA,
@@ -36,3 +42,4 @@ from ._sharding import (
     initialize_distributed as initialize_distributed,
     process_shard as process_shard,
 )
+from ._train_learned_solver import train_learned_solver as train_learned_solver

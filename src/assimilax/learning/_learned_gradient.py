@@ -27,81 +27,15 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._custom_types import Args, Scalar, ScalarLike
 from .._progress import AbstractProgress, check_progress, NoProgress
-from ..priors._networks import conv_layer, follow_dtype
+from ..priors._networks import follow_dtype
 from ._batches import epoch_batches
+from ._conv_lstm import ConvLSTMCell1D
 from ._supervised import (
     AbstractBatchLoss,
     check_optimiser,
     check_steps,
     train_supervised,
 )
-
-
-class ConvLSTMCell1D(eqx.Module):
-    """A convolutional LSTM cell on a 1D grid (Shi et al. 2015).
-
-    The gates of `equinox.nn.LSTMCell` (input, forget, cell, output, in that order),
-    with its matrix products replaced by one convolution of ``[input; h]`` over the
-    grid: ``(in + hidden, n) -> (4 hidden, n)``. With ``kernel_size=1`` the cell is
-    `equinox.nn.LSTMCell` applied at every grid point with shared weights (the
-    coordinate-wise LSTM of Andrychowicz et al. 2016; tested).
-
-    **Arguments:** `input_size`, `hidden_size`, `kernel_size` (odd, default 5),
-    `periodic` (circular padding, default `True`; zeros otherwise), `dtype`,
-    `key`.
-
-    **Call:** ``cell(input, (h, c)) -> (h, c)`` with `input` of shape
-    ``(input_size, n)`` and `h`, `c` of shape ``(hidden_size, n)``.
-
-    **Cost:** O(n kernel_size hidden (in + hidden)) per call.
-    """
-
-    # Written by hand: Equinox has `LSTMCell` (dense) but no convolutional LSTM.
-    conv: eqx.nn.Conv1d
-    input_size: int = eqx.field(static=True)
-    hidden_size: int = eqx.field(static=True)
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        *,
-        kernel_size: int = 5,
-        periodic: bool = True,
-        dtype=None,
-        key: PRNGKeyArray,
-    ):
-        for name, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("kernel_size", kernel_size),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"ConvLSTMCell1D({name}=...) must be an int >= 1, got {value!r}."
-                )
-        if kernel_size % 2 == 0:
-            # 'SAME' padding of an even kernel is asymmetric: the update would drift
-            # by half a grid point at every step.
-            raise ValueError(
-                f"ConvLSTMCell1D(kernel_size=...) must be odd, got {kernel_size}."
-            )
-        channels = (input_size + hidden_size, 4 * hidden_size)
-        self.conv = conv_layer(1, *channels, kernel_size, periodic, dtype, key)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-
-    def __call__(
-        self,
-        input: Float[Array, "channels n"],
-        hidden: tuple[Float[Array, "hidden n"], Float[Array, "hidden n"]],
-    ) -> tuple[Float[Array, "hidden n"], Float[Array, "hidden n"]]:
-        h, c = hidden
-        cell = follow_dtype(self, input.dtype)
-        i, f, g, o = jnp.split(cell.conv(jnp.concatenate([input, h])), 4)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return h, c
 
 
 class LearnedGradientSolver(eqx.Module):
