@@ -24,4 +24,3 @@ def test_deq_example_learns(tmp_path):
     before, after = numbers["mse_before"], numbers["mse_after"]
     assert after["test"] < 0.05 * before["test"], numbers
     assert 1 < numbers["iterations"] < example.SOLVER.max_steps
-

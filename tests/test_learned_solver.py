@@ -318,3 +318,52 @@ def test_joint_prior_and_solver_training_lowers_held_out_error(getkey):
     # Measured: 0.2472 -> 0.1901 (untrained: 5 steps of gradient descent with
     # step 1/L and the random prior).
     assert np.isfinite(before) and after < 0.85 * before, (before, after)
+
+
+def test_learned_solver_is_an_inner_solver_of_fit(getkey):
+    # `fit` learns the prior through the (fixed, untrained) learned solver, by
+    # `Unrolled`: every solve converged (rtol 1e-2 within 200 steps), and the
+    # outer loss falls. (`fit` cannot train the solver's own weights:
+    # `train_learned_solver` does that.)
+    train = _windows(jr.key(3), 4)
+    network = ConvAutoencoder1D(width=4, latent_channels=1, depth=1, key=getkey())
+    params = {"network": network, "log_weight": jnp.asarray(0.0)}
+    modulator = ConvLSTMModulator(1, hidden_size=4, kernel_size=5, key=getkey())
+    lr = 1.0 / _largest_eigenvalue(params, jax.tree.map(lambda a: a[0], train))
+    solver = LearnedGradientDescent(
+        modulator, learning_rate=lr, max_steps=200, rtol=1e-2
+    )
+    result = ax.fit(
+        _problem,
+        _error,
+        params,
+        train,
+        optimiser=optax.adam(0.1),
+        solver=solver,
+        hypergradient=ax.Unrolled(),
+        steps=6,
+        batch_size=4,
+        trainable={"network": False, "log_weight": True},
+    )
+    history = result.history
+    assert int(history["inner_failures"].sum()) == 0
+    losses = history["loss"].values
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+def test_training_the_solver_needs_a_strategy_that_differentiates_it(getkey):
+    modulator = ConvLSTMModulator(1, hidden_size=2, kernel_size=3, key=getkey())
+    solver = LearnedGradientDescent(modulator, learning_rate=0.1, max_steps=5)
+    with pytest.raises(ValueError, match="does not differentiate the solver"):
+        train_learned_solver(
+            solver,
+            None,
+            _problem,
+            _error,
+            _windows(jr.key(3), 4),
+            optimiser=optax.adam(1e-2),
+            steps=1,
+            batch_size=2,
+            key=getkey(),
+            hypergradient=ax.Implicit(),
+        )

@@ -112,12 +112,23 @@ def train_learned_solver(
     parameters, and the batch loss before each step (NumPy, ``(steps,)``).
 
     **Raises:** `TypeError` for a wrong solver, strategy, optimiser, batching or
-    progress object; `ValueError` for an incompatible solver and strategy, bad
+    progress object; `ValueError` for a strategy that does not differentiate the
+    solver (`Implicit`, `ForwardMode`, `FiniteDifference`: see
+    `AbstractHypergradient.differentiates_solver`), an incompatible solver and
+    strategy, bad
     `data`, `steps` or `batch_size`; `FloatingPointError` if the loss becomes NaN
     or inf (lower the learning rate).
     """
     owner = "train_learned_solver"
     check_strategy_pair(solver, hypergradient)
+    if not hypergradient.differentiates_solver:
+        raise ValueError(
+            f"{owner}(hypergradient={hypergradient!r}) does not differentiate the "
+            "solver's own arrays (its derivative is that of the exact minimiser, "
+            "or it is not reverse mode): the solver would not learn. Use "
+            "Unrolled() or Truncated(k); to learn `params` alone with Implicit(), "
+            "use `fit`."
+        )
     check_optimiser(owner, optimiser)
     check_batching(batching, None, owner)
     check_progress(owner, progress)

@@ -1,4 +1,4 @@
-"""Spatially correlated "cloud" masks: realistic gaps for satellite-like observations."""
+"""Spatially correlated "cloud" masks: the gaps of satellite-like observations."""
 
 import jax.numpy as jnp
 import jax.random as jr

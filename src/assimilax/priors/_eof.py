@@ -29,14 +29,14 @@ class EOFBasis(eqx.Module):
     """
 
     mean: Float[Array, "*space"]
-    components: Float[Array, "rank *space"]
+    components: Float[Array, " rank *space"]
     singular_values: Float[Array, " rank"]
     valid: Bool[Array, "*space"]
 
     @classmethod
     def fit(
         cls,
-        history: Float[ArrayLike, "time *space"],
+        history: Float[ArrayLike, " time *space"],
         rank: int,
         valid: Bool[ArrayLike, "*space"] | None = None,
     ) -> "EOFBasis":

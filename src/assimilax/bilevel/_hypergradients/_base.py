@@ -40,10 +40,17 @@ class AbstractHypergradient(eqx.Module):
       (`Implicit`, `FiniteDifference`); `False` (the default) for those that
       differentiate the iterations, whose result depends on the start when the
       solve is stopped early.
+    - `differentiates_solver`: `True` when `jax.grad` through `argmin` reaches
+      the arrays of the solver itself (a learned solver's weights): the
+      strategies that reverse-differentiate the iterations (`Unrolled`,
+      `Truncated`). `False` (the default) for those whose derivative is that of
+      the exact minimiser, which does not depend on the solver (`Implicit`), or
+      that are not reverse mode (`ForwardMode`).
     """
 
     warm_starts_inner: ClassVar[bool] = True
     warm_start_default: ClassVar[bool] = False
+    differentiates_solver: ClassVar[bool] = False
 
     @abc.abstractmethod
     def solve(

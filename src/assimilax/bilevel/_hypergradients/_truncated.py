@@ -1,5 +1,7 @@
 """Truncated back-propagation: differentiate only the last k inner steps."""
 
+from typing import ClassVar
+
 import equinox as eqx
 
 from ..._custom_types import Args, IntScalar, Objective, X
@@ -31,6 +33,8 @@ class Truncated(AbstractHypergradient):
         Shaban, Cheng, Hatch, Boots. *Truncated Back-propagation for Bilevel
         Optimization*. AISTATS 2019.
     """
+
+    differentiates_solver: ClassVar[bool] = True
 
     k: int = eqx.field(static=True)
 

@@ -54,6 +54,7 @@ class Unrolled(AbstractHypergradient):
     """
 
     warm_starts_inner: ClassVar[bool] = False
+    differentiates_solver: ClassVar[bool] = True
 
     checkpoint_every: int | None = eqx.field(static=True, default=None)
     max_tape_mib: float = eqx.field(static=True, default=256.0)

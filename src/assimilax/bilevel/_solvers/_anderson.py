@@ -42,8 +42,9 @@ class Anderson(AbstractRootSolver):
       (``rtol=None``: 1e-10 in float64, 2.4e-5 in float32).
 
     **Cost:** one evaluation of `F` and an ``m x m`` solve per step; memory
-    ``2 m`` copies of the state (two arrays of shape ``(memory, state)``). Differentiable in reverse and forward mode (the
-    small solve is), so `Unrolled`, `Truncated` and `ForwardMode` apply.
+    ``2 m`` copies of the state (two arrays of shape ``(memory, state)``).
+    Differentiable in reverse and forward mode (the small solve is), so
+    `Unrolled`, `Truncated` and `ForwardMode` apply.
 
     ??? cite "References"
 
