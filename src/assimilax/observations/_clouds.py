@@ -16,7 +16,8 @@ def _smooth_field(key, shape, length_scale, periodic):
     k = [np.fft.fftfreq(n) * 2 * np.pi for n in padded]
     k2 = k[0][:, None] ** 2 + k[1][None, :] ** 2
     spectrum = np.exp(-0.5 * k2 * length_scale**2)
-    field = jnp.real(jnp.fft.ifft2(jnp.fft.fft2(noise) * spectrum))
+    modes = jnp.fft.fft2(noise)
+    field = jnp.real(jnp.fft.ifft2(modes * jnp.asarray(spectrum).astype(modes.dtype)))
     return field[pad[0] : pad[0] + shape[0], pad[1] : pad[1] + shape[1]]
 
 
