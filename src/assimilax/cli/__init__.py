@@ -4,6 +4,7 @@
     assimilax demo lorenz96           # cycled 4DVar, a learnt background covariance
     assimilax demo model-error        # learn a model's missing physics through 4DVar
     assimilax demo pnp                # a plug-and-play prior: zero-shot, fine-tuned
+    assimilax demo sst                # real SST under clouds: EOF, OI, learned prior
     assimilax assimilate CONFIG.toml  # the analysis of every window of an experiment
     assimilax fit CONFIG.toml         # learn parameters through the analyses
     assimilax check CONFIG.toml       # check a config without solving anything

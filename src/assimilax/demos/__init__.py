@@ -7,6 +7,10 @@
   covariance learnt from a training cycle.
 - `assimilax.demos.model_error`: learn a neural correction of a one-scale
   Lorenz-96 through 4DVar from sparse observations of a two-scale truth.
+- `assimilax.demos.sst`: sea-surface temperature under clouds from real OSTIA
+  history (optional extra ``assimilax[data]``): climatology, persistence, EOF, OI
+  with a background learnt through the argmin, a learned prior zero-shot and
+  fine-tuned.
 - `assimilax.demos.pnp`: a plug-and-play prior in 4DVar on 2D heat: pretrained on
   historical fields, used zero-shot, then fine-tuned through the argmin, against
   a Tikhonov prior tuned by the bilevel loop.
@@ -17,6 +21,7 @@ from . import (
     lorenz96 as lorenz96,
     model_error as model_error,
     pnp as pnp,
+    sst as sst,
 )
 
 
@@ -25,4 +30,5 @@ DEMOS = {
     "lorenz96": lorenz96,
     "model-error": model_error,
     "pnp": pnp,
+    "sst": sst,
 }

@@ -6,9 +6,13 @@ from typing import Any
 
 
 def save_figure(
-    draw: Callable[[Any, Any], None], data: Any, path: pathlib.Path
+    draw: Callable[[Any, Any], None],
+    data: Any,
+    path: pathlib.Path,
+    figsize: tuple[float, float] = (9, 3.5),
 ) -> bool:
-    """Draw `data` on a new figure with ``draw(data, figure)`` and save it as PNG.
+    """Draw `data` on a new figure (`figsize` inches) with ``draw(data, figure)``
+    and save it as PNG.
 
     Uses `matplotlib.figure.Figure` directly (no pyplot, no GUI backend). Returns
     `False`, with a note on stdout, when matplotlib is not installed.
@@ -18,7 +22,7 @@ def save_figure(
     except ImportError:
         print(f"matplotlib is not installed: no plot ({path.name}).")
         return False
-    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    figure = Figure(figsize=figsize, layout="constrained")
     draw(data, figure)
     figure.savefig(path, dpi=100)
     return True

@@ -118,7 +118,7 @@ class EOFBasis(eqx.Module):
         iteration (everywhere, the observed points included: noisy observations
         are smoothed too; 0 on invalid points).
 
-        **Raises:** `ValueError` when no valid point is observed; a runtime error
+        **Raises:** an `EquinoxRuntimeError` when no valid point is observed, or
         when the iteration does not converge (fewer observed points than EOFs
         can leave it without a unique fixed point).
         """
@@ -128,6 +128,11 @@ class EOFBasis(eqx.Module):
                 f"EOFBasis.reconstruct(observed=...) has shape {jnp.shape(observed)}, "
                 f"the basis {self.valid.shape}."
             )
+        observed = eqx.error_if(
+            observed,
+            ~jnp.any(observed),
+            "EOFBasis.reconstruct: no valid point is observed (all-NaN observations).",
+        )
         y = jnp.where(observed, jnp.asarray(observations, self.mean.dtype), 0.0)
         sol = fixed_point(
             _dineof_step,
