@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib")
         pytest.param("lorenz96", "lorenz96_cycling", marks=pytest.mark.slow),
         # The heat demo's `fit` is also what tests/test_fit.py checks.
         pytest.param("heat", "heat1d_learn_kappa", marks=pytest.mark.slow),
-        # Pretraining, 4DVar with a learned prior and fine-tuning: ~45 s.
+        # Pretraining, 4DVar with a learned prior and fine-tuning: ~1.5 min.
         pytest.param("pnp", "pnp_heat2d", marks=pytest.mark.slow),
         # Three offline or joint trainings on 48 windows: ~4 min on 2 cores.
         pytest.param("model-error", "model_error", marks=pytest.mark.slow),
