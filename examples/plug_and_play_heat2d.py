@@ -7,8 +7,8 @@ pretrained on 3000 historical fields; on 32 held-out windows the example prints
 the analysis RMSE with no prior, with a Tikhonov prior whose weight `fit` learnt,
 with the pretrained network used zero-shot in an `EnergyPrior`, and after
 fine-tuning the network end to end through the argmin with `fit`. Saves
-``pnp_heat2d.png`` and ``pnp_heat2d.nc``. Under 3 minutes on two CPU cores
-(``--quick``: under 1).
+``pnp_heat2d.png`` and ``pnp_heat2d.nc``. About 4.5 minutes on two shared CPU
+cores (``--quick``: 1.5).
 
     python examples/plug_and_play_heat2d.py [--out examples/output] [--quick]
 """
