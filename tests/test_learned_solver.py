@@ -290,6 +290,8 @@ def _largest_eigenvalue(params, window):
     return jnp.vdot(u, hvp(u))
 
 
+# 60 unrolled training steps, about 25 s: run by CI's slow part.
+@pytest.mark.slow
 def test_joint_prior_and_solver_training_lowers_held_out_error(getkey):
     train, test = _windows(jr.key(1), 32), _windows(jr.key(2), 32)
     network = ConvAutoencoder1D(width=4, latent_channels=1, depth=1, key=getkey())
