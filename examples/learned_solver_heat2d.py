@@ -140,7 +140,8 @@ def lbfgs_errors(problems, params, windows, num_steps):
 
         _, xs = jax.lax.scan(body, (x, state), None, length=num_steps)
         xs = jax.vmap(problem.to_state)(jnp.concatenate([x[None], xs]))
-        return jnp.sqrt(jnp.mean((xs - window["truth0"]) ** 2, axis=(1, 2)))
+        error = xs - window["truth0"][None]
+        return jnp.sqrt(jnp.mean(error**2, axis=(1, 2)))
 
     return jnp.mean(jax.lax.map(one, windows), axis=0)
 

@@ -1,6 +1,7 @@
 """The DEQ example (examples/deq_layer.py) trains its layer by implicit
 differentiation: the gradient agrees with unrolling, and the held-out error falls."""
 
+import jax
 import pytest
 
 from scripts import load_example
@@ -14,7 +15,10 @@ pytest.importorskip("matplotlib")
 @pytest.mark.slow
 def test_deq_example_learns(tmp_path):
     example = load_example("deq_layer")
-    numbers = example.main(out=tmp_path, quick=True)
+    # As a user runs it: JAX's standard dtype promotion (the suite's is strict,
+    # which Optax's Adam, mixing its int32 step count with floats, does not pass).
+    with jax.numpy_dtype_promotion("standard"):
+        numbers = example.main(out=tmp_path, quick=True)
     assert (tmp_path / "deq_layer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Implicit (GMRES at rtol 1e-6 of a unit right-hand side) against unrolled
     # Anderson iterations (rtol 1e-8): measured 4.4e-9.

@@ -158,7 +158,7 @@ def main(
     )
     ds = to_dataset(results)
     ds.to_netcdf(out / f"{NAME}.nc")
-    save_figure(_plot, ds, out / f"{NAME}.png", figsize=(9, 12))
+    save_figure(_plot, ds, out / f"{NAME}.png", figsize=(9.0, 12.0))
     numbers = {
         (m, f): float(results["rmse"][m, f].mean())
         for m in METHODS
