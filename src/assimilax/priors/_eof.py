@@ -122,12 +122,12 @@ class EOFBasis(eqx.Module):
         when the iteration does not converge (fewer observed points than EOFs
         can leave it without a unique fixed point).
         """
-        observed = jnp.asarray(observed, bool) & self.valid
-        if not isinstance(observed, jnp.ndarray) or observed.shape != self.valid.shape:
+        if jnp.shape(observed) != self.valid.shape:
             raise ValueError(
                 f"EOFBasis.reconstruct(observed=...) has shape {jnp.shape(observed)}, "
                 f"the basis {self.valid.shape}."
             )
+        observed = jnp.asarray(observed, bool) & self.valid
         observed = eqx.error_if(
             observed,
             ~jnp.any(observed),

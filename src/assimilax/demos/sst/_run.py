@@ -106,10 +106,10 @@ def run(
     say(f"{stamp()} EOF: choosing the rank on the validation months")
     ranks = {}
     for f in fractions:
+        valid = blocks["valid"][f]
         scores = {
-            r: float(rmse(eof_analyses(eof_basis(data, r), v), v, ocean).mean())
+            r: float(rmse(eof_analyses(eof_basis(data, r), valid), valid, ocean).mean())
             for r in cfg.eof_ranks
-            for v in (blocks["valid"][f],)
         }
         ranks[f] = min(scores, key=scores.get)
         basis = eof_basis(data, ranks[f])
